@@ -1,0 +1,206 @@
+"""The chat playground's domain: parameter presets, options, a conversation and its exports.
+
+Presets come from the seed's table (classification 0.1/0.5/10, enrichment 0.7/0.9/40, creative
+1.0/0.95/50). Options left unset are not sent, so the model's Modelfile and the server defaults apply;
+in particular ``num_ctx`` is only sent when asked for, because a different ``num_ctx`` forces a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from services.errors import InvalidInput
+
+MAX_PROMPT_CHARS = 200_000
+
+PRESETS: dict[str, dict[str, float | int]] = {
+    "classification": {"temperature": 0.1, "top_p": 0.5, "top_k": 10},
+    "enrichment": {"temperature": 0.7, "top_p": 0.9, "top_k": 40},
+    "creative": {"temperature": 1.0, "top_p": 0.95, "top_k": 50},
+}
+CUSTOM = "custom"
+
+
+@dataclass
+class GenerationOptions:
+    """Ollama runtime options the playground exposes; ``None`` means "not sent"."""
+
+    temperature: float | None = 0.7
+    top_p: float | None = 0.9
+    top_k: int | None = 40
+    num_predict: int | None = None
+    num_ctx: int | None = None
+    repeat_penalty: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def to_ollama(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == []:
+                continue
+            out[f.name] = value
+        return out
+
+    def validate(self) -> GenerationOptions:
+        checks = [
+            ("temperature", self.temperature, 0.0, 2.0),
+            ("top_p", self.top_p, 0.0, 1.0),
+            ("top_k", self.top_k, 1, 1000),
+            ("num_predict", self.num_predict, -2, 1_000_000),
+            ("num_ctx", self.num_ctx, 256, 2_097_152),
+            ("repeat_penalty", self.repeat_penalty, 0.0, 5.0),
+        ]
+        for name, value, low, high in checks:
+            if value is not None and not low <= value <= high:
+                raise InvalidInput(f"{name} must be between {low} and {high}, not {value}.")
+        if len(self.stop) > 16 or any(len(s) > 200 for s in self.stop):
+            raise InvalidInput("At most 16 stop sequences of up to 200 characters each.")
+        return self
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> GenerationOptions:
+        base = dict(PRESETS.get(name, {}))
+        base.update(overrides)
+        return cls(**base)
+
+
+def preset_for(temperature: float | None, top_p: float | None, top_k: int | None) -> str:
+    """Which preset these sampling values are, or ``custom``.
+
+    >>> preset_for(0.1, 0.5, 10)
+    'classification'
+    >>> preset_for(0.1, 0.5, 11)
+    'custom'
+    """
+    for name, values in PRESETS.items():
+        if (temperature, top_p, top_k) == (values["temperature"], values["top_p"], values["top_k"]):
+            return name
+    return CUSTOM
+
+
+def parse_stop_sequences(text: str) -> list[str]:
+    """One stop sequence per line; ``\\n`` written literally means a newline."""
+    return [line.replace("\\n", "\n") for line in text.splitlines() if line.strip()]
+
+
+def validate_prompt(text: str | None) -> str:
+    if text is None or not text.strip():
+        raise InvalidInput("Type a message first: an empty prompt would only load the model.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidInput(
+            f"The message is {len(text):,} characters long; the playground accepts up to {MAX_PROMPT_CHARS:,}."
+        )
+    return text
+
+
+TurnStatus = Literal["streaming", "complete", "stopped", "error"]
+
+
+@dataclass
+class ChatTurn:
+    """One message of the conversation, with how it ended and its measured figures."""
+
+    role: Literal["user", "assistant"]
+    content: str
+    thinking: str = ""
+    status: TurnStatus = "complete"
+    error: str = ""
+    model: str = ""
+    digest: str = ""
+    backend: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+@dataclass
+class Conversation:
+    """What one browser session has said to the models; lives in ``st.session_state`` only."""
+
+    system_prompt: str = ""
+    turns: list[ChatTurn] = field(default_factory=list)
+
+    def add_user(self, text: str) -> ChatTurn:
+        turn = ChatTurn(role="user", content=validate_prompt(text))
+        self.turns.append(turn)
+        return turn
+
+    def start_assistant(self, *, model: str, digest: str, backend: str, options: dict[str, Any]) -> ChatTurn:
+        turn = ChatTurn(role="assistant", content="", status="streaming", model=model, digest=digest,
+                        backend=backend, options=options)
+        self.turns.append(turn)
+        return turn
+
+    def messages_for_request(self) -> list[dict[str, str]]:
+        """The history as Ollama's messages; failed replies with no text are left out."""
+        messages: list[dict[str, str]] = []
+        if self.system_prompt.strip():
+            messages.append({"role": "system", "content": self.system_prompt})
+        for turn in self.turns:
+            if turn.role == "assistant" and (turn.status == "streaming" or not turn.content):
+                continue
+            messages.append({"role": turn.role, "content": turn.content})
+        return messages
+
+    def clear(self) -> None:
+        self.turns.clear()
+
+    def to_json(self, *, exported_by: str = "ollama-operator-dashboard") -> str:
+        document = {
+            "format": "ollama-dashboard-conversation/1",
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "exported_by": exported_by,
+            "system_prompt": self.system_prompt,
+            "turns": [asdict(t) for t in self.turns],
+        }
+        return json.dumps(document, indent=2, ensure_ascii=False)
+
+    def to_markdown(self) -> str:
+        lines = ["# Conversation", "", f"Exported {datetime.now(UTC).isoformat(timespec='seconds')}", ""]
+        if self.system_prompt.strip():
+            lines += ["## System prompt", "", self.system_prompt, ""]
+        for turn in self.turns:
+            if turn.role == "user":
+                lines += ["## User", "", turn.content, ""]
+                continue
+            lines += [f"## Assistant ({turn.model}, digest {turn.digest[:12] or 'unknown'})", ""]
+            if turn.thinking:
+                lines += ["<details><summary>Thinking</summary>", "", turn.thinking, "", "</details>", ""]
+            lines += [turn.content or "_(no text)_", ""]
+            if turn.status != "complete":
+                lines += [f"_Status: {turn.status}{': ' + turn.error if turn.error else ''}_", ""]
+            if turn.stats:
+                lines += [f"_{format_stats_line(turn.stats)}_", ""]
+            if turn.options:
+                lines += ["Options: `" + json.dumps(turn.options, sort_keys=True) + "`", ""]
+        return "\n".join(lines)
+
+
+def format_stats_line(stats: dict[str, Any]) -> str:
+    """The stats row as one line of text, from ``GenerationStats.as_dict()``."""
+    parts = []
+    ttft = stats.get("time_to_first_token_s")
+    if ttft is not None:
+        parts.append(f"first token {ttft:.2f} s")
+    tps = stats.get("tokens_per_second")
+    if tps:
+        parts.append(f"{tps:.1f} tokens/s")
+    if stats.get("eval_count"):
+        parts.append(f"{stats['eval_count']} tokens")
+    if stats.get("prompt_eval_count"):
+        parts.append(f"prompt {stats['prompt_eval_count']} tokens")
+    load_s = (stats.get("load_duration") or 0) / 1e9
+    if load_s >= 0.5:
+        parts.append(f"cold start: model load {load_s:.1f} s")
+    if stats.get("total_duration"):
+        parts.append(f"total {stats['total_duration'] / 1e9:.2f} s")
+    if stats.get("done_reason") == "length":
+        parts.append("stopped at the token limit")
+    return " · ".join(parts)

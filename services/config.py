@@ -1,0 +1,272 @@
+"""Typed settings from environment variables and the backends TOML file.
+
+Backends are configuration, never free text typed in the UI: `OLLAMA_HOST` (Ollama's own convention),
+`OLLAMA_API_KEY` (adds Ollama Cloud) and `DASHBOARD_BACKENDS_FILE` (a TOML list of named backends).
+Secrets are referenced by the *name* of an environment variable, so the file can be committed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from services.errors import InvalidInput
+
+BackendKind = Literal["ollama", "ollama-cloud", "gateway"]
+BACKEND_KINDS: tuple[BackendKind, ...] = ("ollama", "ollama-cloud", "gateway")
+DEFAULT_OLLAMA_PORT = 11434
+OLLAMA_CLOUD_URL = "https://ollama.com"
+
+
+def parse_ollama_host(value: str | None) -> str:
+    """Turn an ``OLLAMA_HOST`` value into a base URL, with the Ollama Go client's rules.
+
+    >>> parse_ollama_host(None)
+    'http://127.0.0.1:11434'
+    >>> parse_ollama_host("")
+    'http://127.0.0.1:11434'
+    >>> parse_ollama_host("1.2.3.4")
+    'http://1.2.3.4:11434'
+    >>> parse_ollama_host("gpu-box")
+    'http://gpu-box:11434'
+    >>> parse_ollama_host(":5678")
+    'http://127.0.0.1:5678'
+    >>> parse_ollama_host("gpu-box:1234")
+    'http://gpu-box:1234'
+    >>> parse_ollama_host("http://gpu-box")
+    'http://gpu-box:80'
+    >>> parse_ollama_host("https://gpu-box")
+    'https://gpu-box:443'
+    >>> parse_ollama_host("https://gpu-box:8443/ollama/")
+    'https://gpu-box:8443/ollama'
+    >>> parse_ollama_host("gpu-box:1234/prefix")
+    'http://gpu-box:1234/prefix'
+    >>> parse_ollama_host("0.0.0.0")
+    'http://127.0.0.1:11434'
+    >>> parse_ollama_host("[::1]:11435")
+    'http://[::1]:11435'
+    >>> parse_ollama_host("::")
+    'http://[::1]:11434'
+    >>> parse_ollama_host("ollama.com")
+    'https://ollama.com:443'
+    >>> parse_ollama_host("  http://localhost:11434  ")
+    'http://localhost:11434'
+    """
+    raw = (value or "").strip()
+    if not raw:
+        return f"http://127.0.0.1:{DEFAULT_OLLAMA_PORT}"
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        scheme, rest = "http", raw
+    scheme = scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidInput(f"OLLAMA_HOST must use http or https, not {scheme!r}: {raw!r}")
+    hostport, slash, path = rest.partition("/")
+    path = ("/" + path).rstrip("/") if slash else ""
+    host, port = _split_host_port(hostport)
+    if not sep and host == "ollama.com":
+        scheme = "https"
+    if port is None:
+        if sep:
+            port = 443 if scheme == "https" else 80
+        elif host == "ollama.com":
+            port = 443
+        else:
+            port = DEFAULT_OLLAMA_PORT
+    host = host or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}{path}"
+
+
+def _split_host_port(hostport: str) -> tuple[str, int | None]:
+    """Split ``host:port``, ``[v6]:port``, ``:port`` or a bare IPv6 address."""
+    if hostport.startswith("["):
+        host, _, tail = hostport[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    elif hostport.count(":") > 1:
+        return hostport, None
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InvalidInput(f"Invalid port in OLLAMA_HOST: {hostport!r}")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One named connection to an Ollama API (local, remote, cloud, or behind the company gateway)."""
+
+    name: str
+    kind: BackendKind
+    url: str
+    api_key: str = field(default="", repr=False)
+    gateway_secret: str = field(default="", repr=False)
+    gateway_audience: str = "ai-gateway"
+    gateway_issuer: str = "ollama-dashboard"
+    verify_tls: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.kind}, {self.url})"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the dashboard reads from its environment, resolved once per process."""
+
+    backends: tuple[Backend, ...]
+    data_dir: Path
+    connect_timeout_s: float = 5.0
+    load_timeout_s: float = 600.0
+    stall_timeout_s: float = 120.0
+    slow_response_ms: float = 5000.0
+    metrics_port: int = 9464
+    prometheus_url: str = ""
+
+    def backend(self, name: str) -> Backend:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise InvalidInput(f"No backend named {name!r} is configured.")
+
+
+def validate_backend_url(url: str) -> str:
+    """Refuse URLs that must never be a backend: other schemes, embedded credentials, metadata hosts.
+
+    >>> validate_backend_url("https://gpu-box:11434")
+    'https://gpu-box:11434'
+    >>> validate_backend_url("http://user:pw@gpu-box")
+    Traceback (most recent call last):
+    ...
+    services.errors.InvalidInput: Backend URL must not contain credentials: http://user:pw@gpu-box
+    >>> validate_backend_url("http://169.254.169.254/latest")
+    Traceback (most recent call last):
+    ...
+    services.errors.InvalidInput: Backend URL points at a link-local or metadata address: 169.254.169.254
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise InvalidInput(f"Backend URL must be http or https: {url}")
+    if parts.username or parts.password:
+        raise InvalidInput(f"Backend URL must not contain credentials: {url}")
+    host = parts.hostname or ""
+    if not host:
+        raise InvalidInput(f"Backend URL has no host: {url}")
+    if host in ("metadata.google.internal", "metadata"):
+        raise InvalidInput(f"Backend URL points at a link-local or metadata address: {host}")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return url.rstrip("/")
+    if address.is_link_local or address.is_multicast or address.is_unspecified:
+        raise InvalidInput(f"Backend URL points at a link-local or metadata address: {host}")
+    return url.rstrip("/")
+
+
+def load_backends(env: Mapping[str, str]) -> tuple[Backend, ...]:
+    """Backends from the TOML file when set, else from OLLAMA_HOST (plus Ollama Cloud with a key)."""
+    path = env.get("DASHBOARD_BACKENDS_FILE", "").strip()
+    if path:
+        return _backends_from_file(Path(path), env)
+    backends = [Backend(name="local", kind="ollama", url=parse_ollama_host(env.get("OLLAMA_HOST")))]
+    if env.get("OLLAMA_API_KEY"):
+        backends.append(
+            Backend(name="ollama-cloud", kind="ollama-cloud", url=OLLAMA_CLOUD_URL, api_key=env["OLLAMA_API_KEY"])
+        )
+    return tuple(backends)
+
+
+def _backends_from_file(path: Path, env: Mapping[str, str]) -> tuple[Backend, ...]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"DASHBOARD_BACKENDS_FILE {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"DASHBOARD_BACKENDS_FILE {path} is not valid TOML: {exc}") from None
+    entries = document.get("backends")
+    if not isinstance(entries, list) or not entries:
+        raise InvalidInput(f"{path} must contain at least one [[backends]] table.")
+    backends: list[Backend] = []
+    for index, entry in enumerate(entries, start=1):
+        where = f"{path} backend #{index}"
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"{where} must be a table.")
+        name = str(entry.get("name", "")).strip()
+        kind = str(entry.get("kind", "ollama")).strip()
+        if not name:
+            raise InvalidInput(f"{where} needs a name.")
+        if kind not in BACKEND_KINDS:
+            raise InvalidInput(f"{where} ({name}): kind must be one of {', '.join(BACKEND_KINDS)}.")
+        if any(b.name == name for b in backends):
+            raise InvalidInput(f"{where}: the name {name!r} is used twice.")
+        default_url = OLLAMA_CLOUD_URL if kind == "ollama-cloud" else ""
+        raw_url = str(entry.get("url", default_url))
+        url = validate_backend_url(parse_ollama_host(raw_url) if kind == "ollama" else raw_url)
+        api_key = _secret(entry, "api_key_env", env, where)
+        if kind == "ollama-cloud" and not api_key:
+            api_key = env.get("OLLAMA_API_KEY", "")
+        backends.append(
+            Backend(
+                name=name,
+                kind=kind,  # type: ignore[arg-type]
+                url=url,
+                api_key=api_key,
+                gateway_secret=_secret(entry, "jwt_secret_env", env, where),
+                gateway_audience=str(entry.get("audience", "ai-gateway")),
+                gateway_issuer=str(entry.get("issuer", "ollama-dashboard")),
+                verify_tls=bool(entry.get("verify_tls", True)),
+            )
+        )
+    return tuple(backends)
+
+
+def _secret(entry: dict, key: str, env: Mapping[str, str], where: str) -> str:
+    variable = entry.get(key)
+    if not variable:
+        return ""
+    value = env.get(str(variable), "")
+    if not value:
+        raise InvalidInput(f"{where}: environment variable {variable} (from {key}) is not set.")
+    return value
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{key} must be a number of seconds, not {raw!r}.") from None
+    if value <= 0:
+        raise InvalidInput(f"{key} must be positive, not {raw!r}.")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (the process environment by default)."""
+    env = os.environ if env is None else env
+    port_text = env.get("DASHBOARD_METRICS_PORT", "9464").strip() or "9464"
+    if not port_text.isdigit():
+        raise InvalidInput(f"DASHBOARD_METRICS_PORT must be a port number, not {port_text!r}.")
+    return Settings(
+        backends=load_backends(env),
+        data_dir=Path(env.get("DASHBOARD_DATA_DIR", "").strip() or "data"),
+        connect_timeout_s=_float(env, "DASHBOARD_CONNECT_TIMEOUT", 5.0),
+        load_timeout_s=_float(env, "DASHBOARD_LOAD_TIMEOUT", 600.0),
+        stall_timeout_s=_float(env, "DASHBOARD_STALL_TIMEOUT", 120.0),
+        slow_response_ms=_float(env, "DASHBOARD_SLOW_MS", 5000.0),
+        metrics_port=int(port_text),
+        prometheus_url=env.get("PROMETHEUS_URL", "").strip(),
+    )

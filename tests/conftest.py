@@ -1,0 +1,40 @@
+"""Fixtures shared by every tier: the loopback Ollama stand-in and clients talking to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services.config import Backend
+from services.ollama import OllamaClient
+from tests.standin import StandinServer
+
+
+@pytest.fixture
+def standin() -> Iterator[StandinServer]:
+    with StandinServer() as server:
+        yield server
+
+
+@pytest.fixture
+def backend(standin: StandinServer) -> Backend:
+    return Backend(name="standin", kind="ollama", url=standin.url)
+
+
+@pytest.fixture
+def client(backend: Backend) -> Iterator[OllamaClient]:
+    ollama = OllamaClient(backend, connect_timeout_s=2.0, load_timeout_s=30.0, stall_timeout_s=2.0)
+    yield ollama
+    ollama.close()
+
+
+@pytest.fixture
+def dead_backend() -> Backend:
+    """A loopback port where nothing listens: connection refused at once."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return Backend(name="dead", kind="ollama", url=f"http://127.0.0.1:{port}")
