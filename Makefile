@@ -24,11 +24,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.runtime-installed
 	$(PY) serve.py --server.port $(PORT) --server.address $${DASHBOARD_BIND:-127.0.0.1}
 
-## System packages the test tiers use: Debian's Chromium (e2e) and Prometheus (integration).
+## System packages the tests use: Debian's Chromium (e2e), Prometheus (integration), docker-compose (validates
+## docker-compose.yml; no engine needed).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing fonts-dejavu-core >/dev/null; \

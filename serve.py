@@ -13,10 +13,17 @@ import sys
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.web import cli
 
+from services.auth import AuthConfigError, startup_args
+
 
 def main() -> None:
     PagesManager.uses_pages_directory = False
-    sys.argv = ["streamlit", "run", "app.py", *sys.argv[1:]]
+    try:
+        args, startup_line = startup_args(sys.argv[1:])  # open local mode only on loopback; keys checked
+    except AuthConfigError as exc:
+        sys.exit(f"serve.py: refusing to start: {exc}")
+    sys.stderr.write(f"serve.py: {startup_line}\n")
+    sys.argv = ["streamlit", "run", "app.py", *args]
     cli.main()
 
 

@@ -14,10 +14,7 @@ from services.errors import DashboardError, user_message
 from services.safe_text import sanitize_markdown
 from services.streaming import StreamFailed, StreamUpdate
 
-STATUS_NOTES = {
-    "stopped": ":material/stop_circle: Stopped by you; the reply above is partial.",
-    "streaming": ":material/stop_circle: Interrupted; the reply above is partial.",
-}
+STATUS_NOTES = {"stopped": ":material/stop_circle: Stopped by you; the reply above is partial."}
 
 
 def render_stats(stats: dict) -> None:
@@ -42,7 +39,8 @@ def render_turn(turn: ChatTurn) -> None:
     with st.chat_message(turn.role):
         if turn.role == "assistant":
             render_thinking(turn.thinking)
-            st.markdown(sanitize_markdown(turn.content) if turn.content else "_(no text)_")
+            if turn.content or not turn.error:
+                st.markdown(sanitize_markdown(turn.content) if turn.content else "_(no text)_")
             note = STATUS_NOTES.get(turn.status)
             if note:
                 st.warning(note)
@@ -104,7 +102,10 @@ def stream_into(turn: ChatTurn, updates: Iterator[StreamUpdate]) -> None:
                 turn.status = "stopped"
         footer.empty()
         if turn.status == "error":
-            text_box.markdown(sanitize_markdown(turn.content) if turn.content else "_(no text)_")
+            if turn.content:
+                text_box.markdown(sanitize_markdown(turn.content))
+            else:
+                text_box.empty()
             st.error(turn.error, icon=":material/error:")
         if turn.stats:
             render_stats(turn.stats)

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from services.auth import key_configured
 from services.config import Backend, Settings, load_settings
-from services.errors import DashboardError, user_message
+from services.errors import BackendTimeout, DashboardError, Unreachable, user_message
 from services.ollama import InstalledModel, OllamaClient, make_client
-from services.roles import Role, require
+from services.roles import Forbidden, Role, require
 
 BACKEND_KEY = "backend"
 IDENTITY_KEY = "identity"
@@ -26,12 +27,17 @@ class Identity:
     subject: str
     role: Role
     open_mode: bool = False
+    expires_at: float | None = None  # the token's exp (epoch seconds), re-checked on every rerun
+    source: str = ""  # how the token arrived: header, form or link
 
 
 def current_identity() -> Identity:
     identity = st.session_state.get(IDENTITY_KEY)
     if isinstance(identity, Identity):
         return identity
+    if key_configured():
+        # Sign-in is required: nobody is an admin by default (fail closed even if the gate was skipped).
+        raise Forbidden("Not signed in: sign in with an access token first.")
     return Identity(subject="local", role="admin", open_mode=True)
 
 
@@ -73,6 +79,8 @@ class BackendHealth:
     reachable: bool
     version: str = ""
     message: str = ""
+    reason: str = ""
+    headline: str = ""
 
 
 @st.cache_data(ttl=5, show_spinner=False, max_entries=64)
@@ -81,7 +89,10 @@ def backend_health(backend: Backend) -> BackendHealth:
     try:
         return BackendHealth(reachable=True, version=get_client(backend).version())
     except DashboardError as exc:
-        return BackendHealth(reachable=False, message=user_message(exc))
+        down = isinstance(exc, Unreachable | BackendTimeout)
+        headline = f"Ollama is not reachable at {backend.url}" if down else f"{backend.url} refused the health check"
+        return BackendHealth(reachable=False, message=user_message(exc), reason=getattr(exc, "message", str(exc)),
+                             headline=headline)
 
 
 @st.cache_data(ttl=10, show_spinner=False, max_entries=64)

@@ -12,8 +12,8 @@ from services.safe_text import plain_label
 def render_unreachable(backend: Backend, health: BackendHealth) -> None:
     """The clear 'not reachable' state, with what to do; never a traceback."""
     st.error(
-        f"**Ollama is not reachable at {plain_label(backend.url, 200)}** (backend "
-        f"{plain_label(backend.name)}).\n\n{health.message}\n\n"
+        f"**{plain_label(health.headline, 200)}** (backend {plain_label(backend.name)}): "
+        f"{plain_label(health.reason, 200)}.\n\n"
         "What to do: start Ollama on that host (`ollama serve`), or point `OLLAMA_HOST` / "
         "`DASHBOARD_BACKENDS_FILE` at a running one, or pick another backend in the sidebar.",
         icon=":material/cloud_off:",

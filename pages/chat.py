@@ -100,9 +100,12 @@ with st.expander("Parameters and system prompt", icon=":material/tune:"):
                          help="Set it to make replies reproducible.")
     st.text_area("Stop sequences (one per line)", key="chat.stop", height=68)
 
+conversation.settle()
 chat_view.render_history(conversation.turns)
 
-if models_error:
+if models_error and not session.backend_health(backend).reachable:
+    st.info("Nothing can be sent until the backend is reachable again (see above).", icon=":material/info:")
+elif models_error:
     st.info("The model list is unavailable, so nothing can be sent right now. " + models_error,
             icon=":material/info:")
 elif not names:
@@ -136,6 +139,7 @@ if prompt is not None and model:
                                                       options=ollama_options)
         except DashboardError as exc:
             reply.status, reply.error = "error", user_message(exc)
-            chat_view.render_turn(reply)
         else:
-            chat_view.stream_into(reply, stream_updates(stream, model=model))
+            interval_s = session.get_settings().stream_interval_s
+            chat_view.stream_into(reply, stream_updates(stream, model=model, interval_s=interval_s))
+        st.rerun()  # redraw the controls above (export, clear) with the finished turn

@@ -8,6 +8,7 @@ in particular ``num_ctx`` is only sent when asked for, because a different ``num
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -152,6 +153,19 @@ class Conversation:
     def clear(self) -> None:
         self.turns.clear()
 
+    def settle(self, timeout_s: float = 1.5, poll_s: float = 0.01) -> None:
+        """Wait for a reply still marked streaming to finish, then call what is left stopped.
+
+        Streamlit's fast reruns start the new run on a fresh thread while the interrupted one is still
+        unwinding; the old run marks its turn within one UI update (about 50 ms) of the stop request.
+        """
+        deadline = time.monotonic() + timeout_s
+        while any(t.status == "streaming" for t in self.turns) and time.monotonic() < deadline:
+            time.sleep(poll_s)
+        for turn in self.turns:
+            if turn.status == "streaming":
+                turn.status = "stopped"
+
     def to_json(self, *, exported_by: str = "ollama-operator-dashboard") -> str:
         document = {
             "format": "ollama-dashboard-conversation/1",
@@ -183,24 +197,32 @@ class Conversation:
         return "\n".join(lines)
 
 
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def format_stats_line(stats: dict[str, Any]) -> str:
     """The stats row as one line of text, from ``GenerationStats.as_dict()``."""
     parts = []
     ttft = stats.get("time_to_first_token_s")
     if ttft is not None:
-        parts.append(f"first token {ttft:.2f} s")
+        parts.append(f"first token {_seconds(ttft)}")
     tps = stats.get("tokens_per_second")
     if tps:
         parts.append(f"{tps:.1f} tokens/s")
     if stats.get("eval_count"):
-        parts.append(f"{stats['eval_count']} tokens")
+        parts.append(_count(stats["eval_count"], "token"))
     if stats.get("prompt_eval_count"):
-        parts.append(f"prompt {stats['prompt_eval_count']} tokens")
+        parts.append("prompt " + _count(stats["prompt_eval_count"], "token"))
     load_s = (stats.get("load_duration") or 0) / 1e9
     if load_s >= 0.5:
         parts.append(f"cold start: model load {load_s:.1f} s")
     if stats.get("total_duration"):
-        parts.append(f"total {stats['total_duration'] / 1e9:.2f} s")
+        parts.append(f"total {_seconds(stats['total_duration'] / 1e9)}")
     if stats.get("done_reason") == "length":
         parts.append("stopped at the token limit")
     return " · ".join(parts)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ BackendKind = Literal["ollama", "ollama-cloud", "gateway"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("ollama", "ollama-cloud", "gateway")
 DEFAULT_OLLAMA_PORT = 11434
 OLLAMA_CLOUD_URL = "https://ollama.com"
+GATEWAY_SECRET_MIN_BYTES = 32
 
 
 def parse_ollama_host(value: str | None) -> str:
@@ -130,9 +133,21 @@ class Settings:
     connect_timeout_s: float = 5.0
     load_timeout_s: float = 600.0
     stall_timeout_s: float = 120.0
+    stream_interval_s: float = 0.05
     slow_response_ms: float = 5000.0
     metrics_port: int = 9464
     prometheus_url: str = ""
+    # Monitoring (issue 5): the prober, its SQLite history, the wall screen and the Prometheus panels.
+    metrics_addr: str = "127.0.0.1"
+    probe_interval_s: float = 10.0
+    probe_timeout_s: float = 10.0
+    probe_retention_days: float = 7.0
+    canary_model: str = ""
+    canary_interval_s: float = 300.0
+    canary_timeout_s: float = 60.0
+    kiosk_refresh_s: float = 5.0
+    panels_file: Path = Path("monitoring/panels.toml")
+    prometheus_timeout_s: float = 5.0
 
     def backend(self, name: str) -> Backend:
         for backend in self.backends:
@@ -141,8 +156,33 @@ class Settings:
         raise InvalidInput(f"No backend named {name!r} is configured.")
 
 
-def validate_backend_url(url: str) -> str:
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.azure.com", "instance-data"})
+# Cloud metadata services that are not link-local addresses (AWS's IPv6 endpoint is a ULA).
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")})
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, including the forms the OS resolver also accepts
+    (``2852039166``, ``0xa9fea9fe``, ``0251.0376.0251.0376``) and IPv4-mapped IPv6."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[0-9a-fA-FxX.]+", host) or not any(c.isdigit() for c in host):
+            return None
+        try:
+            address = ipaddress.ip_address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def validate_backend_url(url: str, *, allow_link_local: bool = False) -> str:
     """Refuse URLs that must never be a backend: other schemes, embedded credentials, metadata hosts.
+
+    ``allow_link_local`` (``allow_link_local = true`` in the backends file) is the explicit opt-in for a
+    real backend on a link-local address; cloud metadata endpoints stay refused even then.
 
     >>> validate_backend_url("https://gpu-box:11434")
     'https://gpu-box:11434'
@@ -154,24 +194,41 @@ def validate_backend_url(url: str) -> str:
     Traceback (most recent call last):
     ...
     services.errors.InvalidInput: Backend URL points at a link-local or metadata address: 169.254.169.254
+    >>> validate_backend_url("http://2852039166/")
+    Traceback (most recent call last):
+    ...
+    services.errors.InvalidInput: Backend URL points at a link-local or metadata address: 2852039166
+    >>> validate_backend_url("http://[fe80::1%25eth0]:11434", allow_link_local=True)
+    'http://[fe80::1%25eth0]:11434'
+    >>> validate_backend_url("http://169.254.169.254", allow_link_local=True)
+    Traceback (most recent call last):
+    ...
+    services.errors.InvalidInput: Backend URL points at a cloud metadata service: 169.254.169.254
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018  (raises ValueError for a port out of range or not a number)
+    except ValueError as exc:
+        raise InvalidInput(f"Backend URL is not a valid URL ({exc}): {url}") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidInput(f"Backend URL must be http or https: {url}")
-    if parts.username or parts.password:
+    if parts.username or parts.password or "@" in parts.netloc:
         raise InvalidInput(f"Backend URL must not contain credentials: {url}")
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".")
     if not host:
         raise InvalidInput(f"Backend URL has no host: {url}")
-    if host in ("metadata.google.internal", "metadata"):
+    if host in METADATA_HOSTS:
         raise InvalidInput(f"Backend URL points at a link-local or metadata address: {host}")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return url.rstrip("/")
-    if address.is_link_local or address.is_multicast or address.is_unspecified:
+    address = _literal_address(host.split("%")[0])
+    if address is None:
+        return url.strip().rstrip("/")
+    if address.is_multicast or address.is_unspecified:
+        raise InvalidInput(f"Backend URL points at a multicast or unspecified address: {host}")
+    if address in METADATA_ADDRESSES or (allow_link_local and address == ipaddress.ip_address("169.254.169.254")):
+        raise InvalidInput(f"Backend URL points at a cloud metadata service: {host}")
+    if address.is_link_local and not allow_link_local:
         raise InvalidInput(f"Backend URL points at a link-local or metadata address: {host}")
-    return url.rstrip("/")
+    return url.strip().rstrip("/")
 
 
 def load_backends(env: Mapping[str, str]) -> tuple[Backend, ...]:
@@ -212,8 +269,15 @@ def _backends_from_file(path: Path, env: Mapping[str, str]) -> tuple[Backend, ..
             raise InvalidInput(f"{where}: the name {name!r} is used twice.")
         default_url = OLLAMA_CLOUD_URL if kind == "ollama-cloud" else ""
         raw_url = str(entry.get("url", default_url))
-        url = validate_backend_url(parse_ollama_host(raw_url) if kind == "ollama" else raw_url)
+        url = validate_backend_url(parse_ollama_host(raw_url) if kind == "ollama" else raw_url,
+                                   allow_link_local=entry.get("allow_link_local") is True)
         api_key = _secret(entry, "api_key_env", env, where)
+        gateway_secret = _secret(entry, "jwt_secret_env", env, where)
+        if kind == "gateway" and len(gateway_secret.encode()) < GATEWAY_SECRET_MIN_BYTES:
+            raise InvalidInput(
+                f"{where} ({name}): a gateway needs jwt_secret_env naming a variable that holds at least "
+                f"{GATEWAY_SECRET_MIN_BYTES} random bytes (it mints one HS256 token per request)."
+            )
         if kind == "ollama-cloud" and not api_key:
             api_key = env.get("OLLAMA_API_KEY", "")
         backends.append(
@@ -222,7 +286,7 @@ def _backends_from_file(path: Path, env: Mapping[str, str]) -> tuple[Backend, ..
                 kind=kind,  # type: ignore[arg-type]
                 url=url,
                 api_key=api_key,
-                gateway_secret=_secret(entry, "jwt_secret_env", env, where),
+                gateway_secret=gateway_secret,
                 gateway_audience=str(entry.get("audience", "ai-gateway")),
                 gateway_issuer=str(entry.get("issuer", "ollama-dashboard")),
                 verify_tls=bool(entry.get("verify_tls", True)),
@@ -266,7 +330,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         connect_timeout_s=_float(env, "DASHBOARD_CONNECT_TIMEOUT", 5.0),
         load_timeout_s=_float(env, "DASHBOARD_LOAD_TIMEOUT", 600.0),
         stall_timeout_s=_float(env, "DASHBOARD_STALL_TIMEOUT", 120.0),
+        stream_interval_s=_float(env, "DASHBOARD_STREAM_INTERVAL_MS", 50.0) / 1000.0,
         slow_response_ms=_float(env, "DASHBOARD_SLOW_MS", 5000.0),
         metrics_port=int(port_text),
         prometheus_url=env.get("PROMETHEUS_URL", "").strip(),
+        metrics_addr=(env.get("DASHBOARD_METRICS_ADDR", "").strip() or env.get("DASHBOARD_BIND", "").strip()
+                      or "127.0.0.1"),
+        probe_interval_s=_float(env, "DASHBOARD_PROBE_INTERVAL", 10.0),
+        probe_timeout_s=_float(env, "DASHBOARD_PROBE_TIMEOUT", 10.0),
+        probe_retention_days=_float(env, "DASHBOARD_PROBE_RETENTION_DAYS", 7.0),
+        canary_model=env.get("DASHBOARD_CANARY_MODEL", "").strip(),
+        canary_interval_s=_float(env, "DASHBOARD_CANARY_INTERVAL", 300.0),
+        canary_timeout_s=_float(env, "DASHBOARD_CANARY_TIMEOUT", 60.0),
+        kiosk_refresh_s=_float(env, "DASHBOARD_KIOSK_REFRESH_S", 5.0),
+        panels_file=Path(env.get("DASHBOARD_PANELS_FILE", "").strip() or "monitoring/panels.toml"),
+        prometheus_timeout_s=_float(env, "DASHBOARD_PROMETHEUS_TIMEOUT", 5.0),
     )

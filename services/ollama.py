@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from services.auth import gateway_auth_headers
 from services.config import Backend
 from services.errors import (
     BackendError,
@@ -44,6 +46,7 @@ MODEL_NAME_RE = re.compile(
 )
 GO_DURATION_RE = re.compile(r"^-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 GATEWAY_PATHS = {"/api/chat": "/ai/chat", "/api/generate": "/ai/generate", "/api/tags": "/ai/models"}
+GATEWAY_MODEL_PATH = "/ai/models/"  # GET /ai/models/:model stands in for POST /api/show
 
 
 def validate_model_name(name: str) -> str:
@@ -320,8 +323,15 @@ def _error_text(response: httpx.Response) -> str:
 class NDJSONStream:
     """An open NDJSON response: iterate for parsed lines; ``abort()`` closes it from any thread."""
 
-    def __init__(self, opener: Callable[[], Any], backend_url: str, stall_timeout_s: float | None) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], Any],
+        backend_url: str,
+        stall_timeout_s: float | None,
+        is_final: Callable[[Mapping[str, Any]], bool] = lambda line: bool(line.get("done")),
+    ) -> None:
         self._opener = opener
+        self._is_final = is_final
         self._backend_url = backend_url
         self._stall_timeout_s = stall_timeout_s
         self._lock = threading.Lock()
@@ -354,6 +364,9 @@ class NDJSONStream:
                     self._response = response
                     if self._aborted:
                         return
+                if response.is_redirect:
+                    raise TransportError(f"refused a redirect to {response.headers.get('location', '?')}",
+                                         backend_url=self._backend_url)
                 if response.status_code >= 400:
                     response.read()
                     raise error_for_status(
@@ -379,7 +392,7 @@ class NDJSONStream:
                                                 backend_url=self._backend_url)
                     if "error" in parsed:
                         raise _inband_error(str(parsed["error"]), self._backend_url)
-                    if parsed.get("done"):
+                    if self._is_final(parsed):
                         saw_done = True
                     yield parsed
                     if saw_done:
@@ -456,7 +469,7 @@ class OllamaClient:
         self._http.close()
 
     def _path(self, path: str) -> str:
-        if self.backend.kind != "gateway":
+        if self.backend.kind != "gateway" or path.startswith(GATEWAY_MODEL_PATH):
             return path
         mapped = GATEWAY_PATHS.get(path)
         if mapped is None:
@@ -499,19 +512,32 @@ class OllamaClient:
             raise TransportError(f"{path} answered with unexpected JSON", backend_url=self.base_url)
         return parsed
 
-    def stream(self, path: str, body: Mapping[str, Any]) -> NDJSONStream:
-        """Open a streaming POST lazily: nothing is sent until the stream is iterated."""
+    def stream(
+        self, path: str, body: Mapping[str, Any], *, is_final: Callable[[Mapping[str, Any]], bool] | None = None
+    ) -> NDJSONStream:
+        """Open a streaming POST lazily: nothing is sent until the stream is iterated.
+
+        The auth headers are computed now, on the caller's thread: the stream is opened later on a reader
+        thread, where the caller's ContextVars (who is acting, for a gateway token) are not set.
+        """
         payload = {**body, "stream": True}
         mapped = self._path(path)
+        headers = dict(self._auth_headers())
 
         def opener() -> Any:
-            return self._http.stream("POST", mapped, json=payload, headers=dict(self._auth_headers()))
+            return self._http.stream("POST", mapped, json=payload, headers=headers)
 
         stall = self._stall_timeout_s if path != "/api/pull" else max(self._stall_timeout_s or 0, 300.0)
-        return NDJSONStream(opener, self.base_url, stall)
+        if is_final is None:
+            return NDJSONStream(opener, self.base_url, stall)
+        return NDJSONStream(opener, self.base_url, stall, is_final)
 
     # ---- read-only endpoints -------------------------------------------------------------------
     def version(self) -> str:
+        if self.backend.kind == "gateway":
+            # The gateway has no version endpoint; listing models proves it answers and accepts our token.
+            self._json("GET", "/api/tags", quick=True)
+            return "gateway"
         return str(self._json("GET", "/api/version", quick=True).get("version", ""))
 
     def tags(self) -> list[InstalledModel]:
@@ -523,7 +549,10 @@ class OllamaClient:
         return [LoadedModel.from_api(m) for m in models if isinstance(m, Mapping)]
 
     def show(self, model: str) -> dict[str, Any]:
-        return self._json("POST", "/api/show", {"model": validate_model_name(model)}, quick=True)
+        name = validate_model_name(model)
+        if self.backend.kind == "gateway":
+            return self._json("GET", GATEWAY_MODEL_PATH + quote(name, safe=":"), quick=True)
+        return self._json("POST", "/api/show", {"model": name}, quick=True)
 
     # ---- generation ----------------------------------------------------------------------------
     def chat(
@@ -584,7 +613,9 @@ class OllamaClient:
         return self._json("POST", "/api/generate", body)
 
     def pull(self, model: str) -> NDJSONStream:
-        return self.stream("/api/pull", {"model": validate_model_name(model), "insecure": False})
+        # A pull ends with {"status": "success"}, not done: true.
+        return self.stream("/api/pull", {"model": validate_model_name(model), "insecure": False},
+                           is_final=lambda line: line.get("status") == "success")
 
     def delete(self, model: str) -> None:
         self._send("DELETE", "/api/delete", {"model": validate_model_name(model)})
@@ -600,4 +631,6 @@ def make_client(backend: Backend, settings: Any | None = None, **overrides: Any)
         overrides.setdefault("connect_timeout_s", settings.connect_timeout_s)
         overrides.setdefault("load_timeout_s", settings.load_timeout_s)
         overrides.setdefault("stall_timeout_s", settings.stall_timeout_s)
+    if backend.kind == "gateway":
+        overrides.setdefault("auth_headers", gateway_auth_headers(backend))
     return OllamaClient(backend, **overrides)

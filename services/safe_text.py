@@ -12,7 +12,7 @@ import re
 _FENCE_RE = re.compile(r"(^|\n)(```|~~~)[^\n]*\n.*?(\n\2[ \t]*(?=\n|$)|$)", re.DOTALL)
 _INLINE_CODE_RE = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
 _LINK_RE = re.compile(
-    r"(?<!\\)\[((?:[^\[\]\\]|\\.)*)\]\(\s*<?((?:[^()\s<>]|\([^()\s]*\))*)>?(?:\s+\"[^\"]*\")?\s*\)"
+    r"(?<!\\)\[((?:[^\[\]\\]|\\.)*)\]\(\s*<?((?:[^()\s]|\([^()\s]*\))*?)>?(?:\s+\"[^\"]*\")?\s*\)"
 )
 _REF_DEF_RE = re.compile(r"^([ ]{0,3})\[([^\]]+)\]:[ \t]*(\S+)", re.MULTILINE)
 _SAFE_SCHEME_RE = re.compile(r"^(https?:)?//|^https?:", re.IGNORECASE)
@@ -23,24 +23,22 @@ def _is_safe_href(url: str) -> bool:
 
 
 def _sanitize_prose(text: str) -> str:
-    text = text.replace("<", "\\<").replace("$", "\\$")
-    # Images become plain text: the viewer's browser must never fetch a URL the model chose.
-    text = re.sub(r"!\[", r"!\\[", text)
-
     def link(match: re.Match[str]) -> str:
         label, url = match.group(1), match.group(2)
         if _is_safe_href(url):
             return match.group(0)
         return f"{label} (\\[link removed: {url.split(':', 1)[0]}\\])" if ":" in url else label
 
-    text = _LINK_RE.sub(link, text)
-
     def ref_def(match: re.Match[str]) -> str:
         if _is_safe_href(match.group(3)):
             return match.group(0)
         return f"{match.group(1)}\\[{match.group(2)}\\]: {match.group(3)}"
 
-    return _REF_DEF_RE.sub(ref_def, text)
+    # Links first, while their URLs are intact; then HTML, LaTeX and images are neutralised.
+    text = _REF_DEF_RE.sub(ref_def, _LINK_RE.sub(link, text))
+    text = text.replace("<", "\\<").replace("$", "\\$")
+    # Images become plain text: the viewer's browser must never fetch a URL the model chose.
+    return re.sub(r"!\[", r"!\\[", text)
 
 
 def _outside_inline_code(text: str) -> str:

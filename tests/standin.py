@@ -8,23 +8,31 @@ Faults are switched on with ``state.configure(fault=...)`` in-process or ``POST 
 from another process: ``cut`` (chunked body cut mid-line), ``cut_close`` (close-delimited body cut
 mid-line), ``inband`` (an error line after ``fault_after`` tokens), ``busy`` (503), ``stall`` (no data
 for ``stall_s`` after ``fault_after`` tokens), ``no_done`` (clean end without ``done: true``),
-``pull_die`` (connection dropped mid-pull). ``python -m tests.standin --port 11434`` serves it alone.
+``pull_die`` (connection dropped mid-pull), ``pull_inband`` (an error line mid-pull, after ``stall_s``).
+A request with a JSON-schema ``format`` gets JSON fitting the schema, or, with ``format_mode``,
+``bad_json`` / ``wrong_shape`` / ``unknown_enum`` answers (for the product studio's checks).
+``model_tokens_per_second`` and ``model_faults`` (keyed by model name, empty by default) slow down or
+break one model only. ``python -m tests.standin --port 11434`` serves it alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
+
+import jwt
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 GIB = 1024**3
@@ -88,6 +96,19 @@ class StandinConfig:
     pull_interval_s: float = 0.02
     parallel: int = 0
     request_time_s: float = 0.0
+    format_mode: str = "fit"
+    # Per-model overrides (empty by default): a slow column, or a fault on one model only.
+    model_tokens_per_second: dict[str, float] = field(default_factory=dict)
+    model_faults: dict[str, str] = field(default_factory=dict)
+    split_lines: bool = False
+    blank_lines: bool = False
+    # Monitoring: seconds /api/version, /api/tags and /api/ps wait before answering (a slow host).
+    read_delay_s: float = 0.0
+    # The company gateway's /ai/* surface (always served): with a secret, it checks the Bearer JWT like
+    # the real gateway; ``redirect_to`` answers every request with a 307 to that URL.
+    gateway_secret: str = ""
+    gateway_audience: str = "ai-gateway"
+    redirect_to: str = ""
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -108,6 +129,10 @@ class StandinState:
         self.pulled_bytes: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
+        # The dashboard's health prober (header X-Dashboard-Probe) is counted apart, so tests that
+        # count a page's own requests in ``requests`` are not disturbed by it.
+        self.probe_requests: list[dict[str, Any]] = []
+        self.open_connections: set[socket.socket] = set()
         self.in_flight = 0
         self.max_in_flight = 0
         self.responder: Callable[[dict[str, Any]], str] | None = None
@@ -123,6 +148,11 @@ class StandinState:
             self.__init__()  # type: ignore[misc]
 
     def log(self, method: str, path: str, body: Any, headers: dict[str, str]) -> None:
+        if headers.get("x-dashboard-probe"):
+            with self.lock:
+                self.probe_requests.append({"method": method, "path": path, "at": time.time()})
+                del self.probe_requests[:-500]
+            return
         with self.lock:
             self.requests.append({"method": method, "path": path, "body": body, "headers": headers,
                                   "at": time.time()})
@@ -198,6 +228,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        with self.state.lock:
+            self.state.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            with self.state.lock:
+                self.state.open_connections.discard(self.connection)
         # Go's net/http (the real Ollama) sets TCP_NODELAY; without it Nagle adds ~40 ms per token burst.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -251,7 +290,15 @@ class Handler(BaseHTTPRequestHandler):
             raise ClientGone() from None
 
     def _line(self, payload: dict[str, Any]) -> None:
-        self._write(json.dumps(payload).encode() + b"\n")
+        data = json.dumps(payload).encode() + b"\n"
+        if self.state.config.split_lines and len(data) > 8:
+            # One JSON line in two chunks, flushed separately: the client must reassemble it.
+            self._write(data[: len(data) // 2])
+            time.sleep(0.002)
+            data = data[len(data) // 2 :]
+        self._write(data)
+        if self.state.config.blank_lines:
+            self._write(b"\n")
 
     def _end_stream(self) -> None:
         if self._chunked:
@@ -289,9 +336,47 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    GATEWAY_ALIASES: ClassVar[dict[str, str]] = {"/ai/chat": "/api/chat", "/ai/generate": "/api/generate",
+                                                 "/ai/models": "/api/tags"}
+
+    def _gateway_refusal(self) -> str:
+        """Why the gateway refuses this request's token ('' when it accepts it)."""
+        secret = self.state.config.gateway_secret
+        if not secret:
+            return ""
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("Bearer "):
+            return "missing bearer token"
+        try:
+            jwt.decode(auth[7:], secret, algorithms=["HS256"], audience=self.state.config.gateway_audience,
+                       options={"require": ["exp", "iat", "sub", "jti"]})
+        except jwt.PyJWTError as exc:
+            return f"invalid token: {exc}"
+        return ""
+
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?")[0]
         raw = self._body() if method in ("POST", "DELETE") else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if self.state.config.redirect_to and not path.startswith("/_standin"):
+            self.state.log(method, path, None, headers)
+            self.send_response(307)
+            self.send_header("Location", self.state.config.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        logged_method, logged_path = method, path
+        if path.startswith("/ai/"):
+            refusal = self._gateway_refusal()
+            if refusal:
+                self.state.log(method, path, None, headers)
+                self._error(401, refusal)
+                return
+            if path.startswith("/ai/models/") and method == "GET":
+                name = urllib.parse.unquote(path.removeprefix("/ai/models/"))
+                method, path, raw = "POST", "/api/show", json.dumps({"model": name}).encode()
+            else:
+                path = self.GATEWAY_ALIASES.get(path, path)
         allowed = self.ROUTES.get(path)
         if allowed is None:
             self._text(404, "404 page not found")
@@ -314,7 +399,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
         elif raw:
             body = json.loads(raw)
-        self.state.log(method, path, body, {k.lower(): v for k, v in self.headers.items()})
+        self.state.log(logged_method, logged_path, body, headers)
         handler = getattr(self, "route_" + (path.strip("/").replace("/", "_") or "root"))
         try:
             handler(method, body)
@@ -343,10 +428,17 @@ class Handler(BaseHTTPRequestHandler):
     def route_root(self, method: str, body: Any) -> None:
         self._text(200, "" if method == "HEAD" else "Ollama is running")
 
+    def _read_delay(self) -> None:
+        delay = self.state.config.read_delay_s
+        if delay > 0:
+            time.sleep(delay)
+
     def route_api_version(self, method: str, body: Any) -> None:
+        self._read_delay()
         self._json(200, {"version": "0.33.0"})
 
     def route_api_tags(self, method: str, body: Any) -> None:
+        self._read_delay()
         with self.state.lock:
             models = [self._tag_entry(r) for r in self.state.models.values()]
         self._json(200, {"models": models})
@@ -359,9 +451,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _tag_entry(self, record: dict[str, Any]) -> dict[str, Any]:
         return {"name": record["name"], "model": record["name"], "modified_at": record["modified_at"],
-                "size": record["size"], "digest": record["digest"], "details": self._details(record)}
+                "size": record["size"], "digest": record["digest"], "details": self._details(record),
+                "capabilities": record["capabilities"]}  # newer builds (about v0.30) list them here
 
     def route_api_ps(self, method: str, body: Any) -> None:
+        self._read_delay()
         out = []
         with self.state.lock:
             names = list(self.state.loaded)
@@ -424,6 +518,8 @@ class Handler(BaseHTTPRequestHandler):
         for needle, reply in config.replies.items():
             if needle in prompt:
                 return _tokenize(reply)
+        if isinstance(body.get("format"), dict):
+            return _tokenize(_json_for_schema(body["format"], config.format_mode))
         count = max(int(config.reply_tokens), 1)
         return [f"t{i:04d} " for i in range(1, count)] + ["END."]
 
@@ -474,16 +570,24 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.in_flight += 1
             self.state.max_in_flight = max(self.state.max_in_flight, self.state.in_flight)
+        self._in_flight_counted = True
         try:
             if body.get("stream", True) is False:
                 self._generate_whole(body, chat, tokens, thinking, text_in, started, load_ns)
             else:
                 self._generate_stream(body, chat, tokens, thinking, text_in, started, load_ns)
         finally:
-            with self.state.lock:
-                self.state.in_flight -= 1
+            self._leave_flight()
             if slots is not None:
                 slots.release()
+
+    def _leave_flight(self) -> None:
+        """Stop counting a request as in flight just before its last line goes out: from then on the client
+        may send its next request, and ``max_in_flight`` must measure the client, not this thread's cleanup."""
+        if getattr(self, "_in_flight_counted", False):
+            self._in_flight_counted = False
+            with self.state.lock:
+                self.state.in_flight -= 1
 
     def _final(self, body: dict[str, Any], chat: bool, text_in: str, started: int, load_ns: int,
                eval_count: int, eval_ns: int) -> dict[str, Any]:
@@ -512,15 +616,16 @@ class Handler(BaseHTTPRequestHandler):
                 final["message"]["thinking"] = "".join(thinking)
         else:
             final["response"] = "".join(tokens)
+        self._leave_flight()
         self._json(200, final)
 
     def _generate_stream(self, body: dict[str, Any], chat: bool, tokens: list[str], thinking: list[str],
                          text_in: str, started: int, load_ns: int) -> None:
         config = self.state.config
-        fault = config.fault
+        fault = config.fault or config.model_faults.get(str(body.get("model")))
         self._start_stream(chunked=fault != "cut_close")
         pieces = [("thinking", t) for t in thinking] + [("content", t) for t in tokens]
-        rate = max(float(config.tokens_per_second), 0.001)
+        rate = max(float(config.model_tokens_per_second.get(str(body.get("model")), config.tokens_per_second)), 0.001)
         per_request = config.request_time_s
         interval = per_request / max(len(pieces), 1) if per_request else 1.0 / rate
         eval_started = time.perf_counter()
@@ -556,6 +661,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "no_done":
             self._end_stream()
             return
+        self._leave_flight()
         self._line(self._final(body, chat, text_in, started, load_ns, len(pieces), eval_ns))
         self._end_stream()
 
@@ -638,6 +744,10 @@ class Handler(BaseHTTPRequestHandler):
                 if config.fault == "pull_die" and time.perf_counter() - started > config.stall_s:
                     self._abort_connection()
                     return
+                if config.fault == "pull_inband" and time.perf_counter() - started > config.stall_s:
+                    self._line({"error": config.fault_message})
+                    self._end_stream()
+                    return
                 self._line({"status": status, "digest": f"sha256:{digest}", "total": total,
                             "completed": done})
         for status in ("verifying sha256 digest", "writing manifest"):
@@ -654,6 +764,32 @@ class Handler(BaseHTTPRequestHandler):
             self.state.models[full]["digest"] = _digest(full + ":manifest")
 
 
+def _sample_for(schema: Any, mode: str) -> Any:
+    """A value fitting a JSON schema (the first enum choice, empty containers); ``unknown_enum`` breaks enums."""
+    if not isinstance(schema, dict):
+        return None
+    if "enum" in schema:
+        choices = [c for c in schema["enum"] if c is not None] or [None]
+        return "Not A Real Choice" if mode == "unknown_enum" else choices[0]
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {key: _sample_for(sub, mode) for key, sub in props.items()}
+    if kind == "array":
+        return [_sample_for(schema.get("items") or {"type": "string"}, mode)]
+    return {"string": "stand-in value", "number": 1.5, "integer": 1, "boolean": True}.get(str(kind))
+
+
+def _json_for_schema(schema: dict[str, Any], mode: str) -> str:
+    """What a model constrained by ``format`` answers: ``format_mode`` fit | bad_json | wrong_shape | unknown_enum."""
+    if mode == "bad_json":
+        return '{"specifications": {"power": "1200 W"'
+    if mode == "wrong_shape":
+        return json.dumps(["not", "an", "object"])
+    return json.dumps(_sample_for(schema, mode), ensure_ascii=False)
+
+
 def _tokenize(text: str) -> list[str]:
     """Split a reply into word-sized tokens, keeping the spaces, so joining gives the text back."""
     pieces: list[str] = []
@@ -668,13 +804,24 @@ def _tokenize(text: str) -> list[str]:
     return pieces or [""]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client hanging up mid-response is routine here (Stop, aborted pulls, closed tabs): not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
 class StandinServer:
     """Run the stand-in on a loopback port in a background thread: ``with StandinServer() as s: s.url``."""
 
     def __init__(self, port: int = 0, state: StandinState | None = None) -> None:
         self.state = state or StandinState()
         handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = _QuietServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -687,6 +834,16 @@ class StandinServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def halt(self) -> None:
+        """A real outage: stop listening and drop every open keep-alive connection (refused from now on)."""
+        self.stop()
+        with self.state.lock:
+            connections = list(self.state.open_connections)
+            self.state.open_connections.clear()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> StandinServer:
         return self.start()

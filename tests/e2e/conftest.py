@@ -7,6 +7,7 @@ Like Streamlit's own e2e_playwright suite: one server per test module, health-ch
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.e2e
+STREAMLIT_WEBSOCKET_RACE = "starlette_websocket.py"
+OUR_CODE = re.compile(r'File "[^"]*/(?:app\.py|serve\.py|services/|components/|pages/)')
 
 
 def free_port() -> int:
@@ -45,6 +48,17 @@ class DashboardServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def tracebacks(self) -> list[str]:
+        """Tracebacks in the server log, less Streamlit's own websocket-disconnect race.
+
+        Streamlit 1.67 mistakes Starlette's RuntimeError on an already-disconnected socket for a text
+        frame and closes twice; uvicorn then logs "Exception in ASGI application" from
+        starlette_websocket.py. Users never see it. Any traceback through our code still counts.
+        """
+        blocks = re.split(r"(?=^Traceback \(most recent call last\):)", self.log(), flags=re.MULTILINE)
+        found = [b for b in blocks if b.startswith("Traceback")]
+        return [b for b in found if not (STREAMLIT_WEBSOCKET_RACE in b and not OUR_CODE.search(b))]
 
 
 def start_dashboard(env_overrides: dict[str, str], tmp: Path) -> DashboardServer:
@@ -100,7 +114,7 @@ def dashboard(e2e_standin: StandinServer, tmp_path_factory: pytest.TempPathFacto
                              tmp_path_factory.mktemp("dashboard"))
     yield server
     stop_dashboard(server)
-    assert "Traceback" not in server.log(), server.log()
+    assert not server.tracebacks(), server.log()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,297 @@
+"""Render the Models page, and own its process-wide managers (pull jobs, audit log).
+
+Model names, templates, licences and Modelfiles come from a backend or a registry: they are shown with
+``st.code``/``st.text``/``st.dataframe`` or ``plain_label``, never as Markdown or HTML.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from components import session
+from components.auth import recheck_expiry
+from services.audit import AuditLog
+from services.config import Backend
+from services.db import Database
+from services.errors import DashboardError, user_message
+from services.model_ops import (
+    ModelDetail,
+    format_bytes,
+    format_duration,
+    loaded_rows,
+    model_matrix,
+    unload_model,
+)
+from services.ollama import InstalledModel, LoadedModel, OllamaClient, make_client
+from services.pulls import UI_REFRESH_S, PullManager, PullSnapshot
+from services.roles import allows
+from services.safe_text import plain_label
+
+FLASH_KEY = "models.flash"
+WATCHED_KEY = "models.watched_jobs"
+COUNTDOWN_REFRESH_S = 1.0
+IDLE_REFRESH_S = 5.0
+MAX_SHOWN_JOBS = 12
+STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/downloading:",
+               "succeeded": ":material/check_circle:", "failed": ":material/error:",
+               "cancelled": ":material/cancel:", "interrupted": ":material/history:"}
+
+
+# ---- process-wide managers ---------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def _database(data_dir: str) -> Database:
+    return Database.in_dir(Path(data_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _audit_log(data_dir: str) -> AuditLog:
+    return AuditLog(_database(data_dir))
+
+
+@st.cache_resource(show_spinner=False)
+def _pull_manager(data_dir: str, backends: tuple[Backend, ...]) -> PullManager:
+    """One per process: every session sees the same jobs. Pulls get their own clients (own pools)."""
+    settings = session.get_settings()
+    clients: dict[Backend, OllamaClient] = {}
+    lock = threading.Lock()
+
+    def client_for(backend: Backend) -> OllamaClient:
+        with lock:
+            if backend not in clients:
+                clients[backend] = make_client(backend, settings)
+            return clients[backend]
+
+    return PullManager(_database(data_dir), client_for, backends, _audit_log(data_dir))
+
+
+def get_audit_log() -> AuditLog:
+    return _audit_log(str(session.get_settings().data_dir))
+
+
+def get_pull_manager() -> PullManager:
+    settings = session.get_settings()
+    return _pull_manager(str(settings.data_dir), settings.backends)
+
+
+@st.cache_data(ttl=3, show_spinner=False, max_entries=64)
+def loaded_models(backend: Backend) -> list[LoadedModel]:
+    return session.get_client(backend).ps()
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=128)
+def model_detail(backend: Backend, model: str) -> ModelDetail:
+    return ModelDetail.from_show(session.get_client(backend).show(model))
+
+
+def refresh_model_caches() -> None:
+    session.refresh_backend_caches()
+    loaded_models.clear()
+    model_detail.clear()
+
+
+def flash(kind: str, text: str) -> None:
+    """A message that survives the rerun that follows an action."""
+    st.session_state.setdefault(FLASH_KEY, []).append((kind, text))
+
+
+def render_flash() -> None:
+    for kind, text in st.session_state.pop(FLASH_KEY, []):
+        {"success": st.success, "info": st.info, "warning": st.warning}.get(kind, st.error)(text)
+
+
+# ---- pull jobs ---------------------------------------------------------------------------------------
+def _progress_text(job: PullSnapshot) -> str:
+    parts = [f"{format_bytes(job.completed)} / {format_bytes(job.total)}" if job.total else "starting…"]
+    if job.total:
+        parts.append(f"{job.fraction:.0%}")
+    if job.active and job.rate:
+        parts.append(f"{format_bytes(job.rate)}/s")
+    if job.active and job.total:
+        parts.append(f"ETA {format_duration(job.eta_s)}")
+    return " · ".join(parts)
+
+
+def _render_active_job(job: PullSnapshot, can_cancel: bool) -> None:
+    with st.container(border=True):
+        head, button = st.columns([6, 1], vertical_alignment="center")
+        head.markdown(f"{STATE_ICONS.get(job.state, '')} **{plain_label(job.model)}** · {job.state} · "
+                      f"started by {plain_label(job.requested_by)}")
+        if button.button("Cancel", key=f"models.cancel.{job.id}", icon=":material/close:", disabled=not can_cancel,
+                         help="Stops the pull and closes its connection. Ollama keeps what it downloaded."):
+            try:
+                session.require_role("admin", "cancel a pull")
+                get_pull_manager().cancel(job.id)
+            except DashboardError as exc:
+                st.error(user_message(exc))
+        st.progress(job.fraction, text=_progress_text(job))
+        st.caption("Status: " + " → ".join(plain_label(s, 60) for s in job.history) if job.history else
+                   "Status: connecting…")
+        if job.layers:
+            frame = pd.DataFrame([{"layer": layer.short_digest, "done": format_bytes(layer.completed),
+                                   "size": format_bytes(layer.total), "progress": layer.fraction}
+                                  for layer in job.layers])
+            st.dataframe(frame, hide_index=True, width="stretch",
+                         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0,
+                                                                                    max_value=1, format="percent")})
+
+
+def _render_finished_job(job: PullSnapshot, can_retry: bool) -> None:
+    when = datetime.fromtimestamp(job.finished_at or job.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    text, button = st.columns([6, 1], vertical_alignment="center")
+    line = f"{STATE_ICONS.get(job.state, '')} **{plain_label(job.model)}** · {job.state} · {when}"
+    if job.total:
+        line += f" · {format_bytes(job.completed)} / {format_bytes(job.total)}"
+    text.markdown(line)
+    if job.error:
+        text.caption(plain_label(job.error, 400))
+    if job.retryable and button.button("Retry", key=f"models.retry.{job.id}", icon=":material/refresh:",
+                                       disabled=not can_retry, help="Ollama resumes from what it already has."):
+        try:
+            identity = session.require_role("admin", "pull a model")
+            get_pull_manager().retry(job.id, identity.subject)
+        except DashboardError as exc:
+            st.error(user_message(exc))
+        else:
+            st.rerun(scope="fragment")
+
+
+def render_pull_jobs(backend_name: str) -> None:
+    """Live jobs, re-read from the shared manager on a timer (never once per progress line).
+
+    The timer is fast while a job runs here and slow when idle (so a job started from another browser
+    still shows up); a fragment that sees the state change asks for a full rerun to switch speeds.
+    """
+    busy = any(j.active for j in get_pull_manager().jobs(backend=backend_name, limit=MAX_SHOWN_JOBS))
+    st.fragment(_pull_jobs_body, run_every=UI_REFRESH_S if busy else IDLE_REFRESH_S)(backend_name, busy)
+
+
+def _pull_jobs_body(backend_name: str, fast: bool) -> None:
+    recheck_expiry()  # fragment reruns skip app.py's sign-in gate
+    can_manage = allows(session.current_identity().role, "admin")
+    jobs = get_pull_manager().jobs(backend=backend_name, limit=MAX_SHOWN_JOBS)
+    active = [j for j in jobs if j.active]
+    watched: set[str] = st.session_state.setdefault(WATCHED_KEY, set())
+    finished_now = [j for j in jobs if j.id in watched and not j.active]
+    watched.clear()
+    watched.update(j.id for j in active)
+    if not jobs:
+        st.caption("No pulls yet on this backend.")
+    for job in active:
+        _render_active_job(job, can_manage)
+    finished = [j for j in jobs if not j.active][:6]
+    if finished:
+        with st.expander(f"Recent pulls ({len(finished)})", expanded=not active,
+                         icon=":material/history:"):
+            for job in finished:
+                _render_finished_job(job, can_manage)
+    if any(j.state == "succeeded" for j in finished_now):
+        refresh_model_caches()  # the new model must show up in the installed list
+    if finished_now or bool(active) != fast:
+        st.rerun(scope="app")
+
+
+# ---- loaded models -----------------------------------------------------------------------------------
+def render_loaded(backend: Backend) -> None:
+    """What ``/api/ps`` says, with a countdown to unload that ticks every second while something is loaded."""
+    try:
+        busy = bool(loaded_models(backend))
+    except DashboardError:
+        busy = False
+    st.fragment(_loaded_body, run_every=COUNTDOWN_REFRESH_S if busy else IDLE_REFRESH_S)(backend, busy)
+
+
+def _loaded_body(backend: Backend, fast: bool) -> None:
+    recheck_expiry()
+    try:
+        models = loaded_models(backend)
+    except DashboardError as exc:
+        st.info(f"The loaded models are unavailable: {user_message(exc)}", icon=":material/info:")
+        return
+    if bool(models) != fast:
+        st.rerun(scope="app")
+    if not models:
+        st.caption("No model is loaded right now.")
+        return
+    total = sum(m.size for m in models)
+    vram = sum(m.size_vram for m in models)
+    st.caption(f"{len(models)} loaded · {format_bytes(total)} in memory · {format_bytes(vram)} in VRAM")
+    can_operate = allows(session.current_identity().role, "operator")
+    rows = loaded_rows(models, datetime.now(UTC))
+    widths = [3, 1.2, 1.2, 2, 1, 1.3, 1.6]
+    header = st.columns(widths)
+    for col, title in zip(header, ["Model", "Memory", "VRAM", "Processor", "Context", "Unloads in", ""],
+                          strict=True):
+        col.caption(title)
+    for row in rows:
+        cols = st.columns(widths, vertical_alignment="center")
+        cols[0].text(row["name"])
+        cols[1].text(row["size"])
+        cols[2].text(row["vram"])
+        cols[3].text(row["processor"])
+        cols[4].text(str(row["context"] or "—"))
+        cols[5].text(row["until_unload"])
+        if cols[6].button("Unload", key=f"models.unload.{row['name']}", icon=":material/eject:",
+                          disabled=not can_operate, width="stretch"):
+            try:
+                identity = session.require_role("operator", "unload a model")
+                unload_model(session.get_client(backend), get_audit_log(), identity.subject, row["name"])
+            except DashboardError as exc:
+                st.error(user_message(exc))
+            else:
+                loaded_models.clear()
+                flash("success", f"Unloaded {row['name']}.")
+                st.rerun(scope="app")
+
+
+# ---- installed models --------------------------------------------------------------------------------
+def render_installed_table(rows: list[dict]) -> None:
+    frame = pd.DataFrame(
+        [{"Name": r["name"], "Family": r["family"], "Parameters": r["parameters"],
+          "Quantization": r["quantization"], "Size (GiB)": r["size"] / 1024**3, "Modified": r["modified"],
+          "ID": r["digest"]} for r in rows],
+        columns=["Name", "Family", "Parameters", "Quantization", "Size (GiB)", "Modified", "ID"],
+    )
+    st.dataframe(frame, hide_index=True, width="stretch",
+                 column_config={"Size (GiB)": st.column_config.NumberColumn(format="%.2f"),
+                                "Modified": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+
+
+def render_detail(detail: ModelDetail) -> None:
+    cols = st.columns(4)
+    cols[0].metric("Architecture", detail.architecture or "—")
+    cols[1].metric("Context length", f"{detail.context_length:,}" if detail.context_length else "—")
+    cols[2].metric("Parameters", f"{detail.parameter_count:,}" if detail.parameter_count else "—")
+    cols[3].metric("Capabilities", len(detail.capabilities))
+    st.caption("Capabilities: " + (", ".join(plain_label(c) for c in detail.capabilities) or "none reported"))
+    if detail.parameters:
+        st.dataframe(pd.DataFrame(detail.parameters, columns=["parameter", "value"]), hide_index=True,
+                     width="stretch")
+    else:
+        st.caption("No parameters set in the Modelfile.")
+    for title, text in (("System prompt", detail.system), ("Template", detail.template),
+                        ("License", detail.license), ("Modelfile", detail.modelfile)):
+        with st.expander(title, expanded=False):
+            if text:
+                st.code(text, language=None, wrap_lines=True)
+            else:
+                st.caption("(none)")
+
+
+def render_matrix(per_backend: dict[str, list[InstalledModel] | None]) -> None:
+    rows = model_matrix(per_backend)
+    if not rows:
+        st.caption("No models on any backend.")
+        return
+    differing = [r["model"] for r in rows if r["differs"]]
+    frame = pd.DataFrame(rows).rename(columns={"model": "Model", "differs": "Digests differ"})
+    st.dataframe(frame, hide_index=True, width="stretch")
+    st.caption("Each cell is the model's short digest on that host; — means not installed, ? means the host "
+               "did not answer.")
+    if differing:
+        st.warning("Different digests for the same name on different hosts (not the same weights): "
+                   + ", ".join(plain_label(n) for n in differing), icon=":material/difference:")

@@ -1,0 +1,276 @@
+"""Product studio: descriptions, extraction, classification, column mapping and translation, for one
+product, side by side on several models, or over a whole supplier file as a server-side batch."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import streamlit as st
+
+from components import session, studio
+from services.catalog import (
+    BATCH_TASKS,
+    TASK_FIELDS,
+    TASK_TITLES,
+    TASKS,
+    TaskParams,
+    TaskResult,
+    run_task,
+    suggest_mapping,
+)
+from services.errors import DashboardError, InvalidInput, user_message
+from services.ollama import OllamaClient
+from services.safe_text import plain_label
+from services.tabular import MAX_UPLOAD_BYTES, Table, read_csv_bytes, read_table
+
+MODES = {"single": "Single product", "compare": "Compare models", "batch": "Batch", "templates": "Templates"}
+NONE = "— not mapped —"
+DEFAULT_ROW_SECONDS = 3.0
+
+backend = session.current_backend()
+store = studio.template_store()
+st.title("Product studio", anchor=False)
+st.caption("Marketing descriptions, structured extraction, taxonomy classification, supplier column mapping and "
+           "translation. Every output is checked before it is kept.")
+
+models_error = ""
+try:
+    models = [m.name for m in session.installed_models(backend) if "embedding" not in m.capabilities]
+except DashboardError as exc:
+    models, models_error = [], user_message(exc)
+
+if "studio.mode" not in st.session_state:
+    st.session_state["studio.mode"] = st.query_params.get("mode", "single") if st.query_params.get(
+        "mode") in MODES else "single"
+mode = st.segmented_control("Mode", list(MODES), key="studio.mode", format_func=MODES.get, required=True,
+                            label_visibility="collapsed")
+
+
+def one_line(text: str, limit: int = 120) -> str:
+    """Option labels are plain text (not Markdown): only collapse whitespace and shorten."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def choose_model(key: str) -> str | None:
+    if models_error:
+        st.info("The model list is unavailable, so nothing can run right now. " + models_error, icon=":material/info:")
+        return None
+    if not models:
+        st.info("No models are installed on this backend. Pull one on the Models page, e.g. `llama3.2:1b`.",
+                icon=":material/info:")
+        return None
+    return st.selectbox("Model", models, key=key)
+
+
+def choose_template(task: str, key: str) -> Any:
+    versions = store.versions(task)
+    version = st.selectbox("Template", [t.version for t in reversed(versions)], key=f"{key}.{task}",
+                           format_func=lambda v: f"{task}@v{v}" + (" (latest)" if v == versions[-1].version else ""))
+    return store.get(task, version)
+
+
+def mapping_inputs(prefix: str) -> dict[str, Any]:
+    """Column mapping takes a pasted excerpt of the supplier file (header row plus a few rows)."""
+    text = st.text_area("Header row and a few rows of the supplier file (CSV)", key=f"{prefix}.excerpt", height=140,
+                        max_chars=20_000, placeholder="Designation;Prix TTC;Code EAN;Descriptif\nRobe Lina;89,90;...")
+    if not text.strip():
+        return {}
+    table = read_csv_bytes(text.encode("utf-8"), "excerpt.csv")
+    sample = table.frame.head(5).to_csv(index=False)
+    return {"headers": table.columns, "sample": sample}
+
+
+def run_one(model: str, task: str, template: Any, inputs: dict[str, Any], params: TaskParams,
+            client: OllamaClient | None = None) -> TaskResult:
+    """One product through one task; ``client`` is fetched on the script thread when not given."""
+    return run_task(client or session.get_client(backend), template, model, inputs, params)
+
+
+# ---- single product ------------------------------------------------------------------------------------
+def single_mode() -> None:
+    top = st.columns([2, 2, 2])
+    with top[0]:
+        task = st.selectbox("Task", TASKS, key="studio.single.task", format_func=TASK_TITLES.get)
+    with top[1]:
+        model = choose_model("studio.single.model")
+    with top[2]:
+        template = choose_template(task, "studio.single.template")
+    try:
+        inputs = mapping_inputs("studio.single") if task == "column_mapping" else studio.render_fields(
+            task, "studio.single")
+    except InvalidInput as exc:
+        st.error(user_message(exc), icon=":material/edit_off:")
+        return
+    params = studio.render_params(task, "studio.single")
+    last = st.session_state.get("studio.single.last")
+    bar = st.container(horizontal=True)
+    generate = bar.button("Generate", type="primary", icon=":material/auto_awesome:", disabled=not model,
+                              key="studio.single.go")
+    regenerate = bar.button("Regenerate", icon=":material/refresh:", disabled=last is None,
+                                key="studio.single.again", help="Run the last request again, as it was.")
+    request = None
+    if generate and model:
+        request = {"model": model, "task": task, "template": template, "inputs": inputs, "params": params}
+    elif regenerate and last is not None:
+        request = last["request"]
+    if request is not None:
+        try:
+            session.require_role("operator", "generate")
+            with st.spinner(f"Running {request['template'].ref} on {request['model']}…"):
+                result = run_one(**request)
+        except DashboardError as exc:
+            st.error(user_message(exc), icon=":material/error:")
+        else:
+            st.session_state["studio.single.last"] = {"request": request, "result": result}
+            st.rerun()  # redraw with Regenerate enabled
+    if last is not None:
+        with st.container(border=True):
+            studio.render_output(last["result"])
+
+
+# ---- compare -------------------------------------------------------------------------------------------
+def compare_mode() -> None:
+    top = st.columns([2, 4])
+    task = top[0].selectbox("Task", TASKS, key="studio.compare.task", format_func=TASK_TITLES.get)
+    if models_error or not models:
+        choose_model("studio.compare.none")
+        return
+    chosen = top[1].multiselect("Models (2 or 3)", models, key="studio.compare.models", max_selections=3,
+                                default=models[:2])
+    template = choose_template(task, "studio.compare.template")
+    try:
+        inputs = mapping_inputs("studio.compare") if task == "column_mapping" else studio.render_fields(
+            task, "studio.compare")
+    except InvalidInput as exc:
+        st.error(user_message(exc), icon=":material/edit_off:")
+        return
+    params = studio.render_params(task, "studio.compare")
+    if st.button("Compare", type="primary", icon=":material/compare:", disabled=len(chosen) < 2,
+                 key="studio.compare.go"):
+        try:
+            session.require_role("operator", "compare models")
+            client = session.get_client(backend)  # cached resources are read here, not in the pool's threads
+            with st.spinner(f"Running {template.ref} on {len(chosen)} models…"), ThreadPoolExecutor(3) as pool:
+                futures = [pool.submit(run_one, m, task, template, inputs, params, client) for m in chosen]
+                st.session_state["studio.compare.results"] = [f.result() for f in futures]
+        except DashboardError as exc:
+            st.error(user_message(exc), icon=":material/error:")
+    results: list[TaskResult] = st.session_state.get("studio.compare.results", [])
+    if results:
+        for column, result in zip(st.columns(len(results)), results, strict=True):
+            with column.container(border=True):
+                st.markdown(f"**{plain_label(result.model)}**")
+                studio.render_output(result)
+
+
+# ---- batch ---------------------------------------------------------------------------------------------
+def load_upload() -> Table | None:
+    uploaded = st.file_uploader("Supplier file (CSV or XLSX, with a header row)", type=["csv", "txt", "tsv", "xlsx"],
+                                key="studio.batch.file", max_upload_size=MAX_UPLOAD_BYTES // (1024 * 1024))
+    if uploaded is None:
+        return None
+    cache = st.session_state.get("studio.batch.parsed")
+    if cache is None or cache[0] != uploaded.file_id:
+        try:
+            parsed: Table | str = read_table(uploaded.getvalue(), uploaded.name)
+        except InvalidInput as exc:
+            parsed = str(exc)
+        cache = (uploaded.file_id, parsed)
+        st.session_state["studio.batch.parsed"] = cache
+    if isinstance(cache[1], str):
+        st.error(f"{plain_label(uploaded.name)} was not accepted: {cache[1]}", icon=":material/block:")
+        return None
+    return cache[1]
+
+
+def batch_setup(table: Table) -> None:
+    st.caption(plain_label(f"{table.source_name}: {len(table):,} rows, {len(table.columns)} columns · "
+                           + " · ".join(table.notes), 300))
+    top = st.columns([2, 2, 2, 1])
+    task = top[0].selectbox("Task", BATCH_TASKS, key="studio.batch.task", format_func=TASK_TITLES.get)
+    with top[1]:
+        model = choose_model("studio.batch.model")
+    with top[2]:
+        template = choose_template(task, "studio.batch.template")
+    concurrency = top[3].number_input("Concurrency", 1, 16, value=2, key="studio.batch.concurrency",
+                                      help="Requests in flight at once; match the server's OLLAMA_NUM_PARALLEL.")
+    params = studio.render_params(task, "studio.batch")
+    st.markdown("**Map the file's columns to the task's fields**")
+    suggested = suggest_mapping(task, table.columns)
+    options = [NONE, *table.columns]
+    mapping: dict[str, str | None] = {}
+    fields = TASK_FIELDS[task]
+    cols = st.columns(min(len(fields), 3))
+    for i, spec in enumerate(fields):
+        default = suggested.get(spec.name)
+        choice = cols[i % len(cols)].selectbox(
+            spec.label + (" *" if spec.required else ""), options, key=f"studio.batch.map.{task}.{spec.name}",
+            index=options.index(default) if default in options else 0)
+        mapping[spec.name] = None if choice == NONE else choice
+    st.markdown("**Preview** (first rows)")
+    st.dataframe(table.frame.head(5), hide_index=True, use_container_width=True)
+    manager = studio.batch_manager()
+    per_row = manager.average_row_seconds(task, model) if model else None
+    basis = "measured on earlier runs" if per_row else f"assuming about {DEFAULT_ROW_SECONDS:.0f} s per row"
+    estimate = len(table) * (per_row or DEFAULT_ROW_SECONDS) / int(concurrency)
+    st.caption(f"Estimated time: {studio.format_eta(estimate)} for {len(table):,} rows at concurrency "
+               f"{int(concurrency)} ({basis}).")
+    if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=not model,
+                 key="studio.batch.go"):
+        try:
+            identity = session.require_role("operator", "run a batch")
+            job_id = manager.create_job(table, template=template, model=str(model), backend=backend.name,
+                                        params=params, mapping=mapping, concurrency=int(concurrency),
+                                        owner=identity.subject)
+            manager.start(job_id)
+        except DashboardError as exc:
+            st.error(user_message(exc), icon=":material/error:")
+        else:
+            st.session_state["studio.batch.job"] = job_id
+            st.query_params["mode"] = "batch"
+            st.query_params["job"] = job_id
+
+
+def batch_mode() -> None:
+    table = load_upload()
+    if table is not None:
+        with st.container(border=True):
+            batch_setup(table)
+    manager = studio.batch_manager()
+    jobs = manager.jobs(limit=20)
+    if not jobs:
+        return
+    ids = [j.id for j in jobs]
+    wanted = st.session_state.get("studio.batch.job") or st.query_params.get("job")
+    if wanted not in ids:
+        running = [j.id for j in jobs if manager.is_running(j.id)]
+        wanted = running[0] if running else ids[0]
+    labels = {j.id: f"{j.id} · {j.source_name} · {j.task} · {j.model} · {j.state}" for j in jobs}
+    st.session_state["studio.batch.job"] = wanted
+    job_id = st.selectbox("Batch", ids, key="studio.batch.job", format_func=lambda i: one_line(labels[i]))
+    if st.query_params.get("job") != job_id:
+        st.query_params["job"] = job_id
+    studio.render_job(manager, job_id)
+
+
+# ---- templates -----------------------------------------------------------------------------------------
+def templates_mode() -> None:
+    task = st.selectbox("Task", TASKS, key="studio.tpl.task", format_func=TASK_TITLES.get)
+    saved = st.session_state.pop("studio.tpl.saved", None)
+    if saved:
+        st.success(f"Saved {saved}. New runs use it; earlier results keep the version that produced them.",
+                   icon=":material/check:")
+
+    def on_save(template: Any) -> None:
+        st.session_state["studio.tpl.saved"] = template.ref
+        st.session_state.pop(f"studio.tpl.{template.task}.version", None)
+        st.rerun()
+
+    studio.render_template_editor(task, store, on_save)
+
+
+if st.query_params.get("mode") != mode:
+    st.query_params["mode"] = mode
+{"single": single_mode, "compare": compare_mode, "batch": batch_mode, "templates": templates_mode}[mode]()

@@ -1,0 +1,34 @@
+"""Monitoring: live health of every backend, its history, the dashboard's own load and Prometheus panels.
+
+``/monitoring?kiosk=1`` is the wall screen: no sidebar or menus, large type, dark, refreshing itself.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import monitoring as view
+from components import session
+
+RANGE_KEY = "monitoring.range"
+
+settings = session.get_settings()
+monitoring = view.ensure_started()
+kiosk = st.query_params.get("kiosk") == "1"
+
+if monitoring is None:
+    st.error("Monitoring could not start; the reason is in the server log. It is retried on the next visit.",
+             icon=":material/monitor_heart:")
+    st.stop()
+
+if kiosk:
+    view.render_kiosk(monitoring, settings)
+else:
+    st.title("Monitoring", anchor=False)
+    top_left, top_right = st.columns([3, 1])
+    with top_left:
+        st.segmented_control("Time range", list(view.RANGES), key=RANGE_KEY, default=view.DEFAULT_RANGE,
+                             help="Range of the charts; the status tiles always show the latest probe.")
+    with top_right:
+        st.link_button("Open the wall screen", "/monitoring?kiosk=1", icon=":material/tv:")
+    view.render_page(monitoring, settings, st.session_state.get(RANGE_KEY) or view.DEFAULT_RANGE)

@@ -1,0 +1,660 @@
+"""The batch engine: one task over every row of a supplier file, as a server-side job that survives restarts.
+
+A job and its rows live in SQLite (``services.db``): one row per product with its status (pending,
+running, done, failed), output, error, attempts and timings. A running job is a feeder thread that
+pages pending row numbers out of SQLite into a small bounded queue, and exactly ``concurrency`` worker
+threads that each hold at most one request, so the backend never sees more requests in flight than
+configured and memory does not grow with the file. Transient failures go through one ``BackoffGate``
+per job (no retry storms); a row that still fails is marked failed with its reason and the batch goes on.
+
+After a restart, ``BatchManager.resume_interrupted()`` puts rows that were in flight back to pending and
+continues: finished rows are never sent again. ``cancel`` stops a job at once (in-flight streams are
+aborted; their rows go back to pending, so ``resume`` can continue later); ``retry_failed`` re-runs only
+the failed rows.
+
+Command line, for scheduled jobs (same engine, same checks)::
+
+    python -m services.batch --input products.csv --output out.csv --task description --model llama3.2:1b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from services.auth import acting_as
+from services.catalog import (
+    BATCH_TASKS,
+    LANGUAGES,
+    TASK_FIELDS,
+    BackoffGate,
+    TaskParams,
+    Template,
+    TemplateStore,
+    run_task,
+    suggest_mapping,
+)
+from services.db import Database
+from services.errors import DashboardError, InvalidInput, user_message
+from services.ollama import NDJSONStream, OllamaClient, validate_model_name
+from services.tabular import Table, require_columns
+
+MAX_CONCURRENCY = 16
+PAGE_SIZE = 256
+RESULT_COLUMNS = ("ai_status", "ai_result", "ai_error", "ai_attempts", "ai_template", "ai_model", "ai_seconds")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    owner TEXT NOT NULL,
+    source_name TEXT NOT NULL,
+    task TEXT NOT NULL,
+    template_json TEXT NOT NULL,
+    model TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    params_json TEXT NOT NULL,
+    mapping_json TEXT NOT NULL,
+    columns_json TEXT NOT NULL,
+    concurrency INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    message TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS batch_rows (
+    job_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    data_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    duration_s REAL,
+    tokens INTEGER,
+    template_ref TEXT NOT NULL DEFAULT '',
+    updated_at REAL,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE INDEX IF NOT EXISTS batch_rows_status ON batch_rows (job_id, status, idx);
+"""
+
+JOB_STATES = ("created", "running", "cancelled", "finished")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    created_at: float
+    owner: str
+    source_name: str
+    task: str
+    template: Template
+    model: str
+    backend: str
+    params: TaskParams
+    mapping: dict[str, str]
+    columns: list[str]
+    concurrency: int
+    state: str
+    total: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts straight from SQLite, plus the live rate of the current run (None when idle)."""
+
+    total: int
+    pending: int
+    running: int
+    done: int
+    failed: int
+    state: str
+    rows_per_s: float | None = None
+    eta_s: float | None = None
+    elapsed_s: float | None = None
+
+    @property
+    def finished_rows(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def fraction(self) -> float:
+        return self.finished_rows / self.total if self.total else 1.0
+
+
+class _Runner:
+    """The threads of one running job."""
+
+    def __init__(self, manager: BatchManager, job: JobInfo) -> None:
+        self.manager = manager
+        self.job = job
+        self.cancelled = threading.Event()
+        self.gate = BackoffGate(base_s=manager.backoff_base_s, max_s=manager.backoff_max_s)
+        self.started = time.monotonic()
+        self.completed = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._streams: set[NDJSONStream] = set()
+        self._queue: queue.Queue[int] = queue.Queue(maxsize=max(job.concurrency * 2, 4))
+        self._fed = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.stop_reason = ""
+
+    def _as_owner(self, target: Callable[[], None]) -> Callable[[], None]:
+        """Run ``target`` on behalf of the job's owner: gateway backends mint their tokens for that person,
+        also after a restart, when no browser session exists."""
+
+        def run() -> None:
+            with acting_as(self.job.owner, "operator"):
+                target()
+
+        return run
+
+    def start(self) -> None:
+        feeder = threading.Thread(target=self._feed, name=f"batch-{self.job.id}-feed", daemon=True)
+        self.threads = [feeder] + [
+            threading.Thread(target=self._as_owner(self._work), name=f"batch-{self.job.id}-w{i}", daemon=True)
+            for i in range(self.job.concurrency)
+        ]
+        for thread in self.threads:
+            thread.start()
+        threading.Thread(target=self._finish, name=f"batch-{self.job.id}-end", daemon=True).start()
+
+    def rate(self) -> float | None:
+        elapsed = time.monotonic() - self.started
+        with self._lock:
+            done = self.completed
+        return done / elapsed if done and elapsed > 0 else None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.abort()
+
+    def _feed(self) -> None:
+        last = -1
+        try:
+            while not self.cancelled.is_set():
+                ids = self.manager._pending_after(self.job.id, last, PAGE_SIZE)
+                if not ids:
+                    break
+                for idx in ids:
+                    while not self.cancelled.is_set():
+                        try:
+                            self._queue.put(idx, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    last = idx
+        finally:
+            self._fed.set()
+
+    def _register(self, stream: NDJSONStream | None, holder: list[NDJSONStream | None]) -> None:
+        with self._lock:
+            if holder[0] is not None:
+                self._streams.discard(holder[0])
+            holder[0] = stream
+            if stream is not None:
+                self._streams.add(stream)
+        if stream is not None and self.cancelled.is_set():
+            stream.abort()
+
+    def _work(self) -> None:
+        try:
+            client = self.manager.client_for(self.job.backend)
+        except DashboardError as exc:  # e.g. the backend was removed from the configuration since
+            self.stop_reason = user_message(exc)
+            self.cancel()
+            return
+        holder: list[NDJSONStream | None] = [None]
+        while True:
+            try:
+                idx = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.cancelled.is_set() or (self._fed.is_set() and self._queue.empty()):
+                    return  # cancelled, or everything handed out (no put happens after _fed) and taken
+                continue
+            if self.cancelled.is_set():
+                continue
+            data = self.manager._claim(self.job.id, idx)
+            if data is None:
+                continue
+            inputs = {name: data.get(column, "") for name, column in self.job.mapping.items() if column}
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                result = run_task(client, self.job.template, self.job.model, inputs, self.job.params,
+                                  gate=self.gate, cancelled=self.cancelled,
+                                  max_transport_attempts=self.manager.max_transport_attempts,
+                                  register=lambda s, h=holder: self._register(s, h))
+            except Exception as exc:  # a bug must fail the row, never kill the worker silently
+                self.manager._log_failure(self.job.id, idx, exc)
+                self.manager._store(self.job.id, idx, "failed", "", "internal error: see the server log", 0, 0.0,
+                                    None, self.job.template.ref)
+                continue
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+            if result.cancelled:
+                self.manager._release(self.job.id, idx)
+                continue
+            tokens = result.stats.get("eval_count") if result.stats else None
+            self.manager._store(self.job.id, idx, "done" if result.ok else "failed", result.output, result.error,
+                                result.attempts, result.duration_s, tokens, result.template_ref)
+            with self._lock:
+                self.completed += 1
+
+    def _finish(self) -> None:
+        for thread in self.threads:
+            thread.join()
+        self.manager._runner_ended(self)
+
+
+class BatchManager:
+    """Process-wide owner of every batch job; sessions and the CLI only call its methods."""
+
+    def __init__(self, db: Database, client_for: Callable[[str], OllamaClient],
+                 on_failure: Callable[[str, int, BaseException], None] | None = None, *,
+                 backoff_base_s: float = 0.5, backoff_max_s: float = 8.0, max_transport_attempts: int = 4) -> None:
+        self.db = db
+        self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
+        self.max_transport_attempts = max_transport_attempts
+        self.client_for = client_for
+        self._on_failure = on_failure
+        self._runners: dict[str, _Runner] = {}
+        self._lock = threading.Lock()
+        conn = db.connection()
+        conn.executescript(SCHEMA)
+
+    # ---- creating and controlling jobs -------------------------------------------------------------
+    def create_job(self, table: Table, *, template: Template, model: str, backend: str, params: TaskParams,
+                   mapping: dict[str, str | None], concurrency: int, owner: str) -> str:
+        """Validate everything, then write the job and all its rows in one transaction (all or nothing)."""
+        if template.task not in BATCH_TASKS:
+            raise InvalidInput(f"The task {template.task!r} cannot run as a batch.")
+        validate_model_name(model)
+        params.validate()
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise InvalidInput(f"Concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}.")
+        fields = TASK_FIELDS[template.task]
+        require_columns(table, mapping, [f.name for f in fields if f.required])
+        clean_mapping = {f.name: mapping[f.name] for f in fields if mapping.get(f.name)}
+        for name, column in clean_mapping.items():
+            if column not in table.columns:
+                raise InvalidInput(f"The column {column!r} mapped to {name!r} is not in the file.")
+        job_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        columns = table.columns
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO batch_jobs (id, created_at, updated_at, owner, source_name, task, template_json, model,"
+                " backend, params_json, mapping_json, columns_json, concurrency, state, total)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', ?)",
+                (job_id, now, now, owner, table.source_name[:200], template.task, json.dumps(template.as_dict()),
+                 model, backend, json.dumps(params.as_dict()), json.dumps(clean_mapping), json.dumps(columns),
+                 concurrency, len(table)),
+            )
+            conn.executemany(
+                "INSERT INTO batch_rows (job_id, idx, data_json, status) VALUES (?, ?, ?, 'pending')",
+                ((job_id, i, json.dumps(dict(zip(columns, row, strict=True)), ensure_ascii=False))
+                 for i, row in enumerate(table.frame.itertuples(index=False, name=None))),
+            )
+        return job_id
+
+    def start(self, job_id: str) -> None:
+        self.job(job_id)
+        with self._lock:
+            if job_id in self._runners:
+                return
+            self._set_state(job_id, "running", "")
+            runner = _Runner(self, self.job(job_id))
+            self._runners[job_id] = runner
+        runner.start()
+
+    def cancel(self, job_id: str) -> None:
+        self.job(job_id)
+        with self._lock:
+            runner = self._runners.get(job_id)
+            self._set_state(job_id, "cancelled", "Cancelled; unfinished rows stay pending (Resume continues).")
+        if runner is not None:
+            runner.cancel()
+
+    def retry_failed(self, job_id: str) -> int:
+        """Put failed rows back to pending and run them; finished rows are untouched."""
+        self.job(job_id)
+        if self.is_running(job_id):
+            raise InvalidInput("The batch is still running; wait for it to finish or cancel it first.")
+        cursor = self.db.execute(
+            "UPDATE batch_rows SET status='pending', error='', attempts=0 WHERE job_id=? AND status='failed'",
+            (job_id,))
+        count = cursor.rowcount
+        if count or self.progress(job_id).pending:
+            self.start(job_id)
+        return count
+
+    def resume(self, job_id: str) -> None:
+        self.job(job_id)
+        self.db.execute("UPDATE batch_rows SET status='pending' WHERE job_id=? AND status='running'", (job_id,))
+        self.start(job_id)
+
+    def resume_interrupted(self) -> list[str]:
+        """After a restart: continue every job that was running when the process stopped."""
+        # Command-line jobs belong to their own process; the dashboard does not adopt them.
+        rows = self.db.execute("SELECT id FROM batch_jobs WHERE state='running' AND owner != 'cli'").fetchall()
+        resumed = []
+        for row in rows:
+            if not self.is_running(row["id"]):
+                self.resume(row["id"])
+                resumed.append(row["id"])
+        return resumed
+
+    def is_running(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._runners
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> bool:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.is_running(job_id):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Stop every runner without changing job states, as a process exit would (resume picks them up)."""
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.cancel()
+        for runner in runners:
+            for thread in runner.threads:
+                thread.join(timeout_s)
+
+    def max_in_flight(self, job_id: str) -> int:
+        with self._lock:
+            runner = self._runners.get(job_id)
+        return runner.max_in_flight if runner else 0
+
+    # ---- reading -----------------------------------------------------------------------------------
+    def job(self, job_id: str) -> JobInfo:
+        row = self.db.execute("SELECT * FROM batch_jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise InvalidInput(f"No batch job {job_id!r}.")
+        return _job_from_row(row)
+
+    def jobs(self, limit: int = 20) -> list[JobInfo]:
+        rows = self.db.execute("SELECT * FROM batch_jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_job_from_row(r) for r in rows]
+
+    def progress(self, job_id: str) -> Progress:
+        job = self.job(job_id)
+        counts = dict.fromkeys(("pending", "running", "done", "failed"), 0)
+        for row in self.db.execute("SELECT status, COUNT(*) AS n FROM batch_rows WHERE job_id=? GROUP BY status",
+                                   (job_id,)):
+            counts[row["status"]] = row["n"]
+        with self._lock:
+            runner = self._runners.get(job_id)
+        rate = eta = elapsed = None
+        if runner is not None:
+            rate = runner.rate()
+            elapsed = time.monotonic() - runner.started
+            remaining = counts["pending"] + counts["running"]
+            eta = remaining / rate if rate else None
+        return Progress(total=job.total, state=job.state, rows_per_s=rate, eta_s=eta, elapsed_s=elapsed, **counts)
+
+    def average_row_seconds(self, task: str, model: str) -> float | None:
+        """Mean wall time of recent successful rows for this task and model, for the page's estimate."""
+        row = self.db.execute(
+            "SELECT AVG(d) AS avg FROM (SELECT r.duration_s AS d FROM batch_rows r JOIN batch_jobs j ON j.id = r.job_id"
+            " WHERE j.task=? AND j.model=? AND r.status='done' AND r.duration_s IS NOT NULL"
+            " ORDER BY r.updated_at DESC LIMIT 500)", (task, model)).fetchone()
+        return float(row["avg"]) if row and row["avg"] is not None else None
+
+    def rows(self, job_id: str, *, status: str | None = None, limit: int = 200, offset: int = 0) -> pd.DataFrame:
+        """A page of per-row status for the page (bounded; never the whole file)."""
+        sql = ("SELECT idx, status, output, error, attempts, duration_s, template_ref FROM batch_rows "
+               "WHERE job_id=?")
+        args: list[Any] = [job_id]
+        if status:
+            sql += " AND status=?"
+            args.append(status)
+        sql += " ORDER BY idx LIMIT ? OFFSET ?"
+        args += [limit, offset]
+        records = [dict(r) for r in self.db.execute(sql, tuple(args)).fetchall()]
+        frame = pd.DataFrame(records, columns=["idx", "status", "output", "error", "attempts", "duration_s",
+                                               "template_ref"])
+        frame["row"] = frame["idx"] + 1
+        return frame.drop(columns=["idx"])[["row", "status", "output", "error", "attempts", "duration_s",
+                                            "template_ref"]]
+
+    def iter_results(self, job_id: str, page: int = 2000) -> Iterator[list[Any]]:
+        """Every input column, then the result columns, row by row in the file's order."""
+        job = self.job(job_id)
+        last = -1
+        while True:
+            batch = self.db.execute(
+                "SELECT idx, data_json, status, output, error, attempts, duration_s, template_ref FROM batch_rows"
+                " WHERE job_id=? AND idx>? ORDER BY idx LIMIT ?", (job_id, last, page)).fetchall()
+            if not batch:
+                return
+            for row in batch:
+                data = json.loads(row["data_json"])
+                status = row["status"] if row["status"] in ("done", "failed") else "not run"
+                yield [*(data.get(c, "") for c in job.columns), status,
+                       row["output"] if row["status"] == "done" else "", row["error"], row["attempts"],
+                       row["template_ref"] or job.template.ref, job.model,
+                       round(row["duration_s"], 2) if row["duration_s"] is not None else ""]
+                last = row["idx"]
+
+    def results_frame(self, job_id: str) -> pd.DataFrame:
+        job = self.job(job_id)
+        names = result_column_names(job.columns)
+        return pd.DataFrame(list(self.iter_results(job_id)), columns=[*job.columns, *names])
+
+    # ---- internals (called by runners) ---------------------------------------------------------------
+    def _set_state(self, job_id: str, state: str, message: str) -> None:
+        self.db.execute("UPDATE batch_jobs SET state=?, message=?, updated_at=? WHERE id=?",
+                        (state, message, time.time(), job_id))
+
+    def _pending_after(self, job_id: str, last: int, limit: int) -> list[int]:
+        rows = self.db.execute("SELECT idx FROM batch_rows WHERE job_id=? AND status='pending' AND idx>?"
+                               " ORDER BY idx LIMIT ?", (job_id, last, limit)).fetchall()
+        return [r["idx"] for r in rows]
+
+    def _claim(self, job_id: str, idx: int) -> dict[str, Any] | None:
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT data_json FROM batch_rows WHERE job_id=? AND idx=? AND status='pending'",
+                               (job_id, idx)).fetchone()
+            if row is None:
+                return None
+            conn.execute("UPDATE batch_rows SET status='running', updated_at=? WHERE job_id=? AND idx=?",
+                         (time.time(), job_id, idx))
+        return json.loads(row["data_json"])
+
+    def _release(self, job_id: str, idx: int) -> None:
+        self.db.execute("UPDATE batch_rows SET status='pending' WHERE job_id=? AND idx=? AND status='running'",
+                        (job_id, idx))
+
+    def _store(self, job_id: str, idx: int, status: str, output: str, error: str, attempts: int,
+               duration_s: float, tokens: int | None, template_ref: str) -> None:
+        self.db.execute(
+            "UPDATE batch_rows SET status=?, output=?, error=?, attempts=attempts+?, duration_s=?, tokens=?,"
+            " template_ref=?, updated_at=? WHERE job_id=? AND idx=?",
+            (status, output, error[:1000], attempts, duration_s, tokens, template_ref, time.time(), job_id, idx))
+
+    def _log_failure(self, job_id: str, idx: int, exc: BaseException) -> None:
+        if self._on_failure is not None:
+            self._on_failure(job_id, idx, exc)
+
+    def _runner_ended(self, runner: _Runner) -> None:
+        """Record how the run ended, then forget the runner (so ``wait`` returns with the state already set)."""
+        job_id = runner.job.id
+        if runner.stop_reason:
+            self._set_state(job_id, "cancelled", f"Stopped: {runner.stop_reason}")
+        elif not runner.cancelled.is_set():
+            # Not cancelled (that state is already set) nor shut down (state stays running, to resume).
+            counts = self.progress(job_id)
+            message = f"{counts.done} done, {counts.failed} failed" + (
+                f", {counts.pending} not run" if counts.pending else "")
+            self._set_state(job_id, "finished", message)
+        with self._lock:
+            if self._runners.get(job_id) is runner:
+                del self._runners[job_id]
+
+
+def result_column_names(columns: list[str]) -> list[str]:
+    """The result columns, renamed if the file already uses one of their names."""
+    taken = set(columns)
+    names = []
+    for name in RESULT_COLUMNS:
+        candidate = name
+        while candidate in taken:
+            candidate = "_" + candidate
+        taken.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def _job_from_row(row: Any) -> JobInfo:
+    return JobInfo(
+        id=row["id"], created_at=row["created_at"], owner=row["owner"], source_name=row["source_name"],
+        task=row["task"], template=Template.from_dict(json.loads(row["template_json"])), model=row["model"],
+        backend=row["backend"], params=TaskParams(**json.loads(row["params_json"])),
+        mapping=json.loads(row["mapping_json"]), columns=json.loads(row["columns_json"]),
+        concurrency=row["concurrency"], state=row["state"], total=row["total"], message=row["message"],
+    )
+
+
+# ---- command line --------------------------------------------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.batch",
+        description="Run a product-studio task over every row of a CSV/XLSX file, with the dashboard's engine "
+                    "and checks. Exit status 0 only when every row succeeded.",
+    )
+    parser.add_argument("--input", required=True, help="CSV or XLSX file with a header row")
+    parser.add_argument("--output", required=True, help="where to write the results (.csv or .xlsx); every "
+                        "input column is kept and result columns are added")
+    parser.add_argument("--task", required=True, choices=BATCH_TASKS)
+    parser.add_argument("--model", required=True, help="an installed model, e.g. llama3.2:1b")
+    parser.add_argument("--backend", help="backend name from the configuration (default: the first one)")
+    parser.add_argument("--concurrency", type=int, default=2, help=f"requests in flight, 1-{MAX_CONCURRENCY} "
+                        "(default 2; match the server's OLLAMA_NUM_PARALLEL)")
+    parser.add_argument("--language", choices=sorted(LANGUAGES), default="fr", help="output language (default fr)")
+    parser.add_argument("--tone", default="elegant", help="tone of descriptions (default elegant)")
+    parser.add_argument("--max-sentences", type=int, default=2)
+    parser.add_argument("--max-chars", type=int, default=300)
+    parser.add_argument("--template-version", type=int, help="template version (default: the latest)")
+    parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                        help="map a task field to a column (repeatable); unmapped fields are matched by name")
+    parser.add_argument("--data-dir", help="the dashboard's data directory (default: DASHBOARD_DATA_DIR or ./data)")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    return parser.parse_args(argv)
+
+
+def _write_output(path: Path, frame: pd.DataFrame) -> None:
+    """Write to a temporary file and rename, so a crash never leaves a half-written result."""
+    from services.tabular import to_csv_bytes, to_xlsx_bytes
+
+    data = to_xlsx_bytes(frame) if path.suffix.lower() in (".xlsx", ".xlsm") else to_csv_bytes(frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    from services.config import load_settings
+    from services.ollama import make_client
+    from services.tabular import read_table_file
+
+    try:
+        settings = load_settings()
+        data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+        backend = settings.backend(args.backend) if args.backend else settings.backends[0]
+        table = read_table_file(args.input)
+        store = TemplateStore(data_dir)
+        template = store.get(args.task, args.template_version)
+        mapping = suggest_mapping(args.task, table.columns)
+        for item in args.map:
+            field_name, sep, column = item.partition("=")
+            if not sep or field_name not in mapping:
+                known = ", ".join(mapping)
+                raise InvalidInput(f"--map {item!r}: expected FIELD=COLUMN with FIELD one of {known}.")
+            mapping[field_name] = column
+        params = TaskParams(language=args.language, tone=args.tone, max_sentences=args.max_sentences,
+                            max_chars=args.max_chars)
+        output = Path(args.output)
+        if output.suffix.lower() not in (".csv", ".xlsx", ".xlsm"):
+            raise InvalidInput(f"--output must end in .csv or .xlsx, not {output.name!r}.")
+        client = make_client(backend, settings)
+        manager = BatchManager(Database.in_dir(data_dir), lambda _name: client)
+        job_id = manager.create_job(table, template=template, model=args.model, backend=backend.name,
+                                    params=params, mapping=mapping, concurrency=args.concurrency, owner="cli")
+    except DashboardError as exc:
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(f"error: no backend named {exc}", file=sys.stderr)
+        return 2
+    mapped = ", ".join(f"{k}<-{v}" for k, v in mapping.items() if v)
+    print(f"job {job_id}: {len(table)} rows of {table.source_name} ({', '.join(table.notes)}), task {template.ref}, "
+          f"model {args.model} on {backend.name}, concurrency {args.concurrency}; mapping {mapped}", flush=True)
+    started = time.monotonic()
+    manager.start(job_id)
+    interrupted = False
+    try:
+        last_print = 0.0
+        while not manager.wait(job_id, timeout_s=0.5):
+            if not args.quiet and time.monotonic() - last_print >= 1.0:
+                last_print = time.monotonic()
+                p = manager.progress(job_id)
+                print(f"[{p.finished_rows}/{p.total}] done {p.done} failed {p.failed} "
+                      f"eta {_fmt_eta(p.eta_s)}", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        manager.cancel(job_id)
+        manager.wait(job_id, timeout_s=10)
+    progress = manager.progress(job_id)
+    _write_output(Path(args.output), manager.results_frame(job_id))
+    if not args.quiet:
+        for row in manager.rows(job_id, status="failed", limit=20).itertuples(index=False):
+            print(f"  row {row.row} failed: {row.error}", flush=True)
+    elapsed = time.monotonic() - started
+    print(f"summary: {progress.done} done, {progress.failed} failed, {progress.pending + progress.running} not run, "
+          f"of {progress.total} rows in {elapsed:.1f} s; wrote {args.output}", flush=True)
+    if interrupted:
+        return 130
+    return 0 if progress.done == progress.total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,516 @@
+"""Run one prompt on 2 to 4 models at once, each column streaming on its own, measured fairly.
+
+A ``ComparisonRun`` prepares every column in parallel (model name check, digest and Ollama version of
+its backend, and with ``warm_up`` a preload through ``client.load`` so no cold load is timed), then
+opens every stream at the same instant, one ``StreamPump`` per column. One loop (``frames``) polls all
+pumps without blocking on any of them, so a slow, stalled or failing column never delays the others,
+and yields a snapshot of every column at a bounded rate for the page to redraw. Arrival times are
+stamped on the reader threads, so time to first token and the live tokens/s do not depend on how often
+the page polls. Closing ``frames`` (a Stop click, a rerun) aborts every stream at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from services import metrics
+from services.config import Backend
+from services.errors import DashboardError, InvalidInput, ModelNotFound, user_message
+from services.ollama import ChatChunk, GenerationStats, InstalledModel, NDJSONStream, OllamaClient, validate_model_name
+from services.streaming import StreamPump
+
+log = logging.getLogger(__name__)
+
+SLOTS = ("A", "B", "C", "D")
+MIN_MODELS, MAX_MODELS = 2, 4
+DEMO_KEEP_ALIVE = "15m"
+MAX_COMPARE_PROMPT_CHARS = 50_000
+METADATA_WAIT_S = 2.0
+
+ColumnStatus = Literal["pending", "warming", "ready", "waiting", "streaming", "done", "error", "stopped"]
+TERMINAL: frozenset[str] = frozenset({"done", "error", "stopped"})
+
+
+@dataclass(frozen=True)
+class Contestant:
+    """One column: a model on a named backend, shown as ``slot`` (A to D) in blind mode."""
+
+    slot: str
+    model: str
+    backend: Backend
+
+
+@dataclass(frozen=True)
+class RoundSpec:
+    """What every column is sent: the same prompt, system prompt, options and seed."""
+
+    prompt: str
+    system: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 42
+    warm_up: bool = True
+
+    def request_options(self) -> dict[str, Any]:
+        return {**dict(self.options), "seed": int(self.seed)}
+
+    def messages(self) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system}] if self.system.strip() else []
+        return [*messages, {"role": "user", "content": self.prompt}]
+
+
+def validate_lineup(contestants: Sequence[Contestant]) -> None:
+    """2 to 4 models, distinct (model, backend) pairs, distinct slots, valid names."""
+    if not MIN_MODELS <= len(contestants) <= MAX_MODELS:
+        raise InvalidInput(f"Choose {MIN_MODELS} to {MAX_MODELS} models to compare (now {len(contestants)}).")
+    pairs = [(c.model, c.backend.name) for c in contestants]
+    if len(set(pairs)) != len(pairs):
+        raise InvalidInput("The same model on the same backend is chosen twice; pick different models.")
+    if len({c.slot for c in contestants}) != len(contestants):
+        raise InvalidInput("Two columns share a slot letter.")
+    for contestant in contestants:
+        validate_model_name(contestant.model)
+
+
+def validate_round(spec: RoundSpec) -> RoundSpec:
+    if not spec.prompt or not spec.prompt.strip():
+        raise InvalidInput("Type a prompt first (or pick one from a deck).")
+    if len(spec.prompt) > MAX_COMPARE_PROMPT_CHARS:
+        raise InvalidInput(f"The prompt is {len(spec.prompt):,} characters; at most {MAX_COMPARE_PROMPT_CHARS:,}.")
+    if not 0 <= int(spec.seed) < 2**31:
+        raise InvalidInput("The seed must be between 0 and 2147483647.")
+    return spec
+
+
+@dataclass(frozen=True)
+class ColumnSnapshot:
+    """One column at one instant, as the page draws it (immutable, so a redraw is consistent)."""
+
+    slot: str
+    model: str
+    backend: str
+    backend_kind: str = ""
+    status: ColumnStatus = "pending"
+    content: str = ""
+    thinking: str = ""
+    digest: str = ""
+    ollama_version: str = ""
+    error: str = ""
+    first_token_s: float | None = None
+    elapsed_s: float = 0.0
+    chunks: int = 0
+    last_chunk_s: float | None = None
+    warmup_s: float | None = None
+    stats: GenerationStats | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def live_tokens_per_s(self) -> float | None:
+        """Chunks per second since the first one, up to now while streaming (it falls if a column stalls)."""
+        if self.first_token_s is None or self.chunks < 2:
+            return None
+        end = self.elapsed_s if not self.terminal else (self.last_chunk_s or self.elapsed_s)
+        span = end - self.first_token_s
+        return (self.chunks - 1) / span if span > 0 else None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Ollama's own figure once done (eval_count / eval_duration), the live estimate before."""
+        if self.stats is not None and self.stats.tokens_per_second:
+            return self.stats.tokens_per_second
+        return self.live_tokens_per_s
+
+    @property
+    def load_s(self) -> float:
+        return self.stats.load_s if self.stats is not None else 0.0
+
+    @property
+    def cold_start(self) -> bool:
+        """The model was loaded during this request, so its time to first token includes the load."""
+        return self.stats is not None and self.stats.cold_start
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot, "model": self.model, "backend": self.backend, "backend_kind": self.backend_kind,
+            "digest": self.digest, "ollama_version": self.ollama_version, "status": self.status,
+            "content": self.content, "thinking": self.thinking, "error": self.error,
+            "first_token_s": self.first_token_s, "elapsed_s": round(self.elapsed_s, 4),
+            "chunks": self.chunks, "warmup_s": self.warmup_s, "cold_start": self.cold_start,
+            "load_s": self.load_s, "tokens_per_second": self.tokens_per_s,
+            "stats": self.stats.as_dict() if self.stats is not None else {},
+        }
+
+
+class _StampedStream:
+    """Wraps an ``NDJSONStream`` so each line carries the instant the reader thread received it."""
+
+    def __init__(self, stream: NDJSONStream, clock: Callable[[], float]) -> None:
+        self._stream = stream
+        self._clock = clock
+
+    @property
+    def aborted(self) -> bool:
+        return self._stream.aborted
+
+    def abort(self) -> None:
+        self._stream.abort()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for line in self._stream:
+            yield {"line": line, "at": self._clock()}
+
+
+@dataclass
+class _Prepared:
+    digest: str = ""
+    ollama_version: str = ""
+    warmup_s: float | None = None
+
+
+class _Column:
+    """Mutable state of one column; touched only by the thread running ``frames``."""
+
+    def __init__(self, contestant: Contestant) -> None:
+        self.contestant = contestant
+        self.snapshot = ColumnSnapshot(slot=contestant.slot, model=contestant.model,
+                                       backend=contestant.backend.name, backend_kind=contestant.backend.kind)
+        self.prepare: Future[_Prepared] | None = None
+        self.pump: StreamPump | None = None
+        self.started_at = 0.0
+        self.final: dict[str, Any] = {}
+        self.content: list[str] = []
+        self.thinking: list[str] = []
+        self.recorded = False
+        self.metadata_done = False
+
+    def update(self, **changes: Any) -> None:
+        self.snapshot = replace(self.snapshot, **changes)
+
+
+ClientFor = Callable[[Backend], OllamaClient]
+
+
+class ComparisonRun:
+    """One round: the same ``RoundSpec`` sent to every contestant; iterate ``frames()`` to drive it."""
+
+    def __init__(
+        self,
+        spec: RoundSpec,
+        contestants: Sequence[Contestant],
+        client_for: ClientFor,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        record_metrics: bool = True,
+    ) -> None:
+        validate_lineup(contestants)
+        self.spec = validate_round(spec)
+        self._client_for = client_for
+        self._clock = clock
+        self._record_metrics = record_metrics
+        self._columns = [_Column(c) for c in contestants]
+        self._executor = ThreadPoolExecutor(max_workers=2 * len(contestants), thread_name_prefix="compare-prep")
+        self._backend_info: dict[str, Future[tuple[str, dict[str, InstalledModel] | None]]] = {}
+        self._lock = threading.Lock()
+        # poll() and stop() may run on two threads: a Stop click starts the next script run at once,
+        # while the interrupted one is still unwinding.
+        self._state_lock = threading.RLock()
+        self._stopped = False
+        self._streams_started = False
+        self.started_at_utc = ""
+        self.t0 = 0.0
+
+    # ---- preparation (worker threads) ----------------------------------------------------------
+    def _describe_backend(self, backend: Backend) -> tuple[str, dict[str, InstalledModel] | None]:
+        """Ollama version and installed models of one backend; what cannot be read stays unknown."""
+        client = self._client_for(backend)
+        version = ""
+        try:
+            version = client.version()
+        except DashboardError as exc:
+            log.info("compare: no version from %s: %s", backend.name, exc)
+        try:
+            installed: dict[str, InstalledModel] | None = {m.name: m for m in client.tags()}
+        except DashboardError as exc:
+            log.info("compare: no model list from %s: %s", backend.name, exc)
+            installed = None
+        return version, installed
+
+    def _info_for(self, backend: Backend) -> Future[tuple[str, dict[str, InstalledModel] | None]]:
+        with self._lock:
+            future = self._backend_info.get(backend.name)
+            if future is None:
+                future = self._executor.submit(contextvars.copy_context().run, self._describe_backend, backend)
+                self._backend_info[backend.name] = future
+            return future
+
+    def _prepare(self, column: _Column) -> _Prepared:
+        """With warm-up: check the model is installed (a missing one is never loaded), then load it."""
+        contestant = column.contestant
+        version, installed = self._info_for(contestant.backend).result()
+        prepared = _Prepared(ollama_version=version)
+        if installed is not None:
+            model = _find_installed(installed, contestant.model)
+            if model is None:
+                raise ModelNotFound(f"{contestant.model} is not installed on backend {contestant.backend.name}",
+                                    404, backend_url=contestant.backend.url)
+            prepared.digest = model.digest
+        if not self._stopped:
+            started = self._clock()
+            self._client_for(contestant.backend).load(contestant.model, keep_alive=DEMO_KEEP_ALIVE)
+            prepared.warmup_s = self._clock() - started
+        return prepared
+
+    # ---- the loop (caller's thread) ------------------------------------------------------------
+    def start(self) -> None:
+        if self.t0:
+            return
+        self.t0 = self._clock()
+        self.started_at_utc = datetime.now(UTC).isoformat(timespec="seconds")
+        for column in self._columns:
+            if self.spec.warm_up:
+                column.prepare = self._executor.submit(contextvars.copy_context().run, self._prepare, column)
+                column.update(status="warming")
+            else:
+                # No round trip before the streams: digest and version are filled in as they arrive.
+                self._info_for(column.contestant.backend)
+                column.update(status="ready")
+
+    def _collect_preparations(self) -> None:
+        for column in self._columns:
+            future = column.prepare
+            if future is None or not future.done() or column.snapshot.status not in ("pending", "warming"):
+                continue
+            try:
+                prepared = future.result()
+            except DashboardError as exc:
+                column.update(status="error", error=self._explain(column, exc), elapsed_s=self._clock() - self.t0)
+                self._record(column, "error")
+                continue
+            except Exception:
+                log.exception("compare: preparing %s failed", column.contestant.model)
+                column.update(status="error", error=user_message(RuntimeError()))
+                self._record(column, "error")
+                continue
+            column.update(status="ready", digest=prepared.digest,
+                          ollama_version=prepared.ollama_version, warmup_s=prepared.warmup_s)
+            column.prepare = None
+
+    def _collect_metadata(self) -> None:
+        for column in self._columns:
+            if column.snapshot.ollama_version or column.snapshot.digest or column.metadata_done:
+                continue
+            future = self._backend_info.get(column.contestant.backend.name)
+            if future is None or not future.done():
+                continue
+            column.metadata_done = True
+            try:
+                version, installed = future.result()
+            except Exception:
+                log.exception("compare: describing %s failed", column.contestant.backend.name)
+                continue
+            model = _find_installed(installed or {}, column.contestant.model)
+            column.update(ollama_version=version, digest=model.digest if model else "")
+
+    def _await_metadata(self, timeout_s: float) -> None:
+        """Replies can finish before the version and digest lookups; give those a moment, never longer."""
+        deadline = time.monotonic() + timeout_s
+        for future in list(self._backend_info.values()):
+            with contextlib.suppress(Exception):
+                future.result(timeout=max(deadline - time.monotonic(), 0))
+        self._collect_metadata()
+
+    def _start_streams(self) -> None:
+        """Open every prepared stream at the same instant, once no column is still preparing."""
+        if self._streams_started or any(c.snapshot.status in ("pending", "warming") for c in self._columns):
+            return
+        self._streams_started = True
+        request = self.spec.request_options()
+        messages = self.spec.messages()
+        for column in self._columns:
+            if column.snapshot.status != "ready":
+                continue
+            contestant = column.contestant
+            try:
+                stream = self._client_for(contestant.backend).chat(
+                    contestant.model, messages, options=request, keep_alive=DEMO_KEEP_ALIVE)
+            except DashboardError as exc:
+                column.update(status="error", error=user_message(exc))
+                self._record(column, "error")
+                continue
+            column.started_at = self._clock()
+            column.pump = StreamPump(_StampedStream(stream, self._clock),  # type: ignore[arg-type]
+                                     name=f"compare-{contestant.slot}")
+            column.update(status="waiting")
+
+    def _drain(self, column: _Column, now: float) -> None:
+        pump = column.pump
+        if pump is None or column.snapshot.terminal:
+            return
+        snap = column.snapshot
+        first, last, chunks = snap.first_token_s, snap.last_chunk_s, snap.chunks
+        try:
+            items, finished = pump.drain(0)
+        except DashboardError as exc:
+            column.update(status="error", error=self._explain(column, exc), elapsed_s=now - column.started_at,
+                          content="".join(column.content), thinking="".join(column.thinking))
+            self._record(column, "error")
+            return
+        except Exception:
+            log.exception("compare: stream of %s failed", column.contestant.model)
+            column.update(status="error", error=user_message(RuntimeError()), elapsed_s=now - column.started_at)
+            self._record(column, "error")
+            return
+        for item in items:
+            chunk = ChatChunk.from_line(item["line"])
+            at = item["at"] - column.started_at
+            if chunk.content or chunk.thinking:
+                if first is None:
+                    first = at
+                chunks += 1
+                last = at
+                column.content.append(chunk.content)
+                column.thinking.append(chunk.thinking)
+            if chunk.done:
+                column.final = dict(item["line"])
+        changes: dict[str, Any] = {"first_token_s": first, "last_chunk_s": last, "chunks": chunks,
+                                   "elapsed_s": now - column.started_at}
+        if items:
+            changes["content"] = "".join(column.content)
+            changes["thinking"] = "".join(column.thinking)
+        if column.final:
+            changes["status"] = "done"
+            changes["stats"] = GenerationStats.from_final(column.final, ttft_s=first, wall_s=last)
+            column.update(**changes)
+            self._record(column, "success")
+            return
+        if finished:
+            changes.update(status="error", error="The stream ended without its final line; what arrived is kept.")
+            column.update(**changes)
+            self._record(column, "error")
+            return
+        if first is not None:
+            changes["status"] = "streaming"
+        column.update(**changes)
+
+    @staticmethod
+    def _explain(column: _Column, exc: DashboardError) -> str:
+        if isinstance(exc, ModelNotFound):
+            contestant = column.contestant
+            return (f"{contestant.model} is not installed on backend {contestant.backend.name}. "
+                    "Pull it on the Models page, or compare another model.")
+        return user_message(exc)
+
+    def _record(self, column: _Column, status: str) -> None:
+        if column.recorded or not self._record_metrics:
+            column.recorded = True
+            return
+        column.recorded = True
+        snap = column.snapshot
+        metrics.record_generation(model=snap.model, status=status, duration_s=snap.elapsed_s,
+                                  ttft_s=snap.first_token_s, stats=snap.stats)
+
+    def poll(self) -> list[ColumnSnapshot]:
+        """Advance every column by what has arrived so far, without waiting on any of them."""
+        with self._state_lock:
+            if self._stopped:
+                return self.snapshots()
+            self.start()
+            self._collect_preparations()
+            self._start_streams()
+            self._collect_metadata()
+            now = self._clock()
+            for column in self._columns:
+                self._drain(column, now)
+            return self.snapshots()
+
+    def snapshots(self) -> list[ColumnSnapshot]:
+        return [c.snapshot for c in self._columns]
+
+    @property
+    def finished(self) -> bool:
+        return all(c.snapshot.terminal for c in self._columns)
+
+    def frames(self, *, interval_s: float = 0.08, tick_s: float = 0.01,
+               redraw_chars_per_s: float = 80_000.0) -> Iterator[list[ColumnSnapshot]]:
+        """Snapshots of every column, at most one per interval (plus one at each first token and end).
+
+        The interval grows with the text on screen (``interval_s`` plus its length over
+        ``redraw_chars_per_s``): every redraw re-sends and re-renders each column's whole text, and a
+        browser that falls behind shows the words late. Closing the generator early stops the
+        comparison: every open stream is aborted.
+        """
+        last_emit = self._clock()
+        last_marks = [""] * len(self._columns)  # the first frame waits for a first token or the interval
+        try:
+            while True:
+                snaps = self.poll()
+                # A first token or an end is shown at once; anything else waits for the next frame.
+                marks = [s.status if s.status in TERMINAL or s.status == "streaming" else "" for s in snaps]
+                now = self._clock()
+                if self.finished:
+                    self._await_metadata(METADATA_WAIT_S)
+                    yield self.snapshots()
+                    return
+                on_screen = sum(len(snap.content) + len(snap.thinking) for snap in snaps)
+                if marks != last_marks or now - last_emit >= interval_s + on_screen / redraw_chars_per_s:
+                    last_emit, last_marks = now, marks
+                    yield snaps
+                time.sleep(tick_s)
+        finally:
+            if not self.finished:
+                self.stop()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self) -> list[ColumnSnapshot]:
+        """Abort every stream still open; columns that had not finished end as ``stopped``."""
+        with self._state_lock:
+            self._stopped = True
+            now = self._clock()
+            for column in self._columns:
+                if column.pump is not None:
+                    column.pump.cancel()
+                if not column.snapshot.terminal:
+                    column.update(status="stopped", content="".join(column.content),
+                                  thinking="".join(column.thinking),
+                                  elapsed_s=now - (column.started_at or self.t0 or now))
+                    self._record(column, "stopped")
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            return self.snapshots()
+
+    def close(self) -> None:
+        if not self.finished:
+            self.stop()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _find_installed(installed: Mapping[str, InstalledModel], name: str) -> InstalledModel | None:
+    """Ollama resolves names case-insensitively, with ``:latest`` as the default tag."""
+    wanted = name if ":" in name.split("/")[-1] else f"{name}:latest"
+    for key, model in installed.items():
+        if key.lower() in (wanted.lower(), name.lower()):
+            return model
+    return None
+
+
+def run_to_end(run: ComparisonRun, *, timeout_s: float = 120.0) -> list[ColumnSnapshot]:
+    """Drive a run without a page (tests, re-runs from a report); stops it if it overruns."""
+    deadline = time.monotonic() + timeout_s
+    frames = run.frames()
+    try:
+        for _ in frames:
+            if time.monotonic() > deadline:
+                return run.stop()
+    finally:
+        frames.close()
+    return run.snapshots()

@@ -1,0 +1,450 @@
+"""Server-side pull jobs: owned by the dashboard process, shared by every browser session.
+
+A pull of a 40 GB model outlives any page view, so it runs on a daemon thread of a process-wide
+``PullManager`` (created once by ``components.models``). Sessions only read snapshots. Each job's
+record lives in SQLite, so a refresh, a second browser or the wall screen sees the same job, and a job
+that was running when the dashboard stopped shows up as *interrupted* (retryable: Ollama resumes from
+the layers it already has).
+
+Progress is O(1) in the number of progress lines: ``PullProgress`` keeps the latest (total, completed)
+per layer digest, the current status and a short bounded history of phase lines. Nothing grows with
+the line count.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.audit import AuditLog
+from services.config import Backend
+from services.db import Database
+from services.errors import DashboardError, InvalidInput, ModelNotFound, StreamInterrupted, user_message
+from services.ollama import NDJSONStream, OllamaClient, validate_model_name
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled", "interrupted")
+MAX_ACTIVE_JOBS = 4
+MAX_LAYERS = 64
+KEEP_FINISHED_IN_MEMORY = 50
+STATUS_HISTORY = 12
+RATE_WINDOW_S = 0.5
+RATE_SMOOTHING = 0.3
+PERSIST_EVERY_S = 2.0
+DEFAULT_REGISTRY = "registry.ollama.ai"
+ALLOWED_REGISTRIES = (DEFAULT_REGISTRY, "hf.co")  # pulling from any host is a poisoning/SSRF primitive
+UI_REFRESH_S = 0.75  # how often a page re-reads a job: a fixed timer, never once per progress line
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS pull_jobs (
+        id TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        model TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        requested_by TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        completed_bytes INTEGER NOT NULL DEFAULT 0,
+        total_bytes INTEGER NOT NULL DEFAULT 0,
+        last_status TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX IF NOT EXISTS pull_jobs_created ON pull_jobs (created_at)",
+)
+
+
+def registry_of(model: str) -> str:
+    """The registry host a name pulls from (Ollama reads ``host/namespace/model``; two parts are a namespace).
+
+    >>> registry_of("llama3.2:1b"), registry_of("team/m"), registry_of("hf.co/org/repo:Q4_K_M")
+    ('registry.ollama.ai', 'registry.ollama.ai', 'hf.co')
+    """
+    parts = model.split("/")
+    return parts[0].lower() if len(parts) >= 3 else DEFAULT_REGISTRY
+
+
+def canonical_name(model: str) -> str:
+    """The name Ollama stores (tag defaults to ``latest``, case-insensitive), for deduplication.
+
+    >>> canonical_name("Llama3.2"), canonical_name("qwen2.5:0.5b")
+    ('llama3.2:latest', 'qwen2.5:0.5b')
+    """
+    name = validate_model_name(model)
+    if ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name.lower()
+
+
+@dataclass(frozen=True)
+class LayerProgress:
+    digest: str
+    total: int
+    completed: int
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest.removeprefix("sha256:")[:12]
+
+    @property
+    def fraction(self) -> float:
+        return min(self.completed / self.total, 1.0) if self.total else 0.0
+
+
+class PullProgress:
+    """Aggregates a pull's progress lines: latest value per digest, current status, bounded history."""
+
+    __slots__ = ("_last_sample", "_layers", "_rate", "completed", "history", "lines", "status", "total")
+
+    def __init__(self) -> None:
+        self._layers: dict[str, list[int]] = {}
+        self.total = 0
+        self.completed = 0
+        self.status = ""
+        self.history: deque[str] = deque(maxlen=STATUS_HISTORY)
+        self.lines = 0
+        self._rate = 0.0
+        self._last_sample: tuple[float, int] | None = None
+
+    def update(self, line: Mapping[str, Any], now: float | None = None) -> None:
+        """Fold one progress line in; constant work and memory per line."""
+        self.lines += 1
+        status = str(line.get("status") or "")[:200]
+        digest = line.get("digest")
+        if isinstance(digest, str) and digest and "total" in line:
+            layer = self._layers.get(digest)
+            if layer is None and len(self._layers) < MAX_LAYERS:
+                layer = self._layers[digest] = [0, 0]
+            if layer is not None:
+                total = max(int(line.get("total") or 0), 0)
+                completed = min(max(int(line.get("completed") or 0), 0), total) if total else 0
+                self.total += total - layer[0]
+                self.completed += completed - layer[1]
+                layer[0], layer[1] = total, completed
+            if not self.history or self.history[-1] != "pulling layers":
+                self.history.append("pulling layers")
+        elif status and (not self.history or self.history[-1] != status):
+            self.history.append(status)
+        if status:
+            self.status = status
+        self._sample(time.monotonic() if now is None else now)
+
+    def _sample(self, now: float) -> None:
+        if self._last_sample is None:
+            self._last_sample = (now, self.completed)
+            return
+        then, done_then = self._last_sample
+        elapsed = now - then
+        if elapsed < RATE_WINDOW_S:
+            return
+        instant = max(self.completed - done_then, 0) / elapsed
+        self._rate = instant if self._rate == 0 else RATE_SMOOTHING * instant + (1 - RATE_SMOOTHING) * self._rate
+        self._last_sample = (now, self.completed)
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second, smoothed over half-second windows."""
+        return self._rate
+
+    @property
+    def eta_s(self) -> float | None:
+        remaining = self.total - self.completed
+        if remaining <= 0:
+            return 0.0 if self.total else None
+        return remaining / self._rate if self._rate > 0 else None
+
+    def layers(self) -> list[LayerProgress]:
+        return [LayerProgress(d, t, c) for d, (t, c) in self._layers.items()]
+
+
+@dataclass(frozen=True)
+class PullSnapshot:
+    """What a page shows about one job: an immutable copy, safe to hand to any session."""
+
+    id: str
+    backend: str
+    model: str
+    state: str
+    error: str
+    requested_by: str
+    created_at: float
+    finished_at: float | None
+    total: int
+    completed: int
+    status: str
+    rate: float = 0.0
+    eta_s: float | None = None
+    layers: tuple[LayerProgress, ...] = ()
+    history: tuple[str, ...] = ()
+    lines: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def retryable(self) -> bool:
+        return self.state in ("failed", "cancelled", "interrupted")
+
+    @property
+    def fraction(self) -> float:
+        return min(self.completed / self.total, 1.0) if self.total else 0.0
+
+
+@dataclass
+class PullJob:
+    """A live job inside the manager; only the manager's threads mutate it."""
+
+    id: str
+    backend: Backend
+    model: str
+    key: tuple[str, str]
+    requested_by: str
+    created_at: float
+    state: str = "queued"
+    error: str = ""
+    finished_at: float | None = None
+    progress: PullProgress = field(default_factory=PullProgress)
+    stream: NDJSONStream | None = None
+    cancel_requested: bool = False
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> PullSnapshot:
+        with self.lock:
+            p = self.progress
+            return PullSnapshot(
+                id=self.id, backend=self.backend.name, model=self.model, state=self.state, error=self.error,
+                requested_by=self.requested_by, created_at=self.created_at, finished_at=self.finished_at,
+                total=p.total, completed=p.completed, status=p.status, rate=p.rate, eta_s=p.eta_s,
+                layers=tuple(p.layers()), history=tuple(p.history), lines=p.lines,
+            )
+
+
+ClientFactory = Callable[[Backend], OllamaClient]
+
+
+class PullManager:
+    """Starts, deduplicates, cancels and records pull jobs for the whole dashboard process."""
+
+    def __init__(self, db: Database, client_for: ClientFactory, backends: Sequence[Backend],
+                 audit: AuditLog | None = None, *, max_active: int = MAX_ACTIVE_JOBS,
+                 allowed_registries: Sequence[str] = ALLOWED_REGISTRIES) -> None:
+        self._db = db
+        self._client_for = client_for
+        self._backends = {b.name: b for b in backends}
+        self._audit = audit
+        self._max_active = max_active
+        self._registries = tuple(r.lower() for r in allowed_registries)
+        self._lock = threading.Lock()
+        self._jobs: dict[str, PullJob] = {}
+        self._active: dict[tuple[str, str], PullJob] = {}
+        with db.transaction() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            # Jobs that were running when the previous dashboard process stopped can never finish.
+            conn.execute(
+                "UPDATE pull_jobs SET state='interrupted', finished_at=?, "
+                "error='the dashboard stopped while this pull was running; retry to resume it' "
+                "WHERE state IN ('queued','running')",
+                (time.time(),),
+            )
+
+    # ---- actions ---------------------------------------------------------------------------------
+    def start(self, backend: Backend, model: str, who: str) -> tuple[PullSnapshot, bool]:
+        """Start a pull, or join the one already running for this model on this backend.
+
+        Returns the job's snapshot and whether a new job was started. Raises ``InvalidInput`` for a bad
+        name (before any request) or when too many pulls are already running.
+        """
+        name = validate_model_name(model)
+        registry = registry_of(name)
+        if registry not in self._registries:
+            raise InvalidInput(f"Pulling from {registry} is not allowed; allowed registries: "
+                               f"{', '.join(self._registries)}.")
+        key = (backend.name, canonical_name(name))
+        with self._lock:
+            existing = self._active.get(key)
+            if existing is not None:
+                return existing.snapshot(), False
+            if len(self._active) >= self._max_active:
+                raise InvalidInput(f"{len(self._active)} pulls are already running; wait for one to finish "
+                                   "or cancel one.")
+            job = PullJob(id=uuid.uuid4().hex[:12], backend=backend, model=name, key=key, requested_by=who,
+                          created_at=time.time())
+            self._jobs[job.id] = job
+            self._active[key] = job
+            self._db.execute(
+                "INSERT INTO pull_jobs (id, backend, model, state, requested_by, created_at) VALUES (?,?,?,?,?,?)",
+                (job.id, backend.name, name, job.state, who, job.created_at),
+            )
+            job.thread = threading.Thread(target=self._run, args=(job,), name=f"pull-{job.id}", daemon=True)
+            job.thread.start()
+        self._record(job, "started")
+        return job.snapshot(), True
+
+    def cancel(self, job_id: str) -> bool:
+        """Ask a running job to stop and close its connection now; False when it is not running."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None or job.state not in ACTIVE_STATES:
+            return False
+        with job.lock:
+            job.cancel_requested = True
+            stream = job.stream
+        if stream is not None:
+            stream.abort()
+        return True
+
+    def retry(self, job_id: str, who: str) -> tuple[PullSnapshot, bool]:
+        """Pull the same model on the same backend again (Ollama resumes the layers it already has)."""
+        row = self._db.execute("SELECT backend, model, state FROM pull_jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise InvalidInput("That pull job no longer exists.")
+        backend = self._backends.get(row["backend"])
+        if backend is None:
+            raise InvalidInput(f"The backend {row['backend']!r} of that job is no longer configured.")
+        return self.start(backend, row["model"], who)
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> PullSnapshot | None:
+        """Block until a job of this process ends (for tests and scripts)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            return self.get(job_id)
+        if job.thread is not None:
+            job.thread.join(timeout_s)
+        return job.snapshot()
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def get(self, job_id: str) -> PullSnapshot | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            return job.snapshot()
+        row = self._db.execute("SELECT * FROM pull_jobs WHERE id = ?", (job_id,)).fetchone()
+        return _from_row(row) if row is not None else None
+
+    def jobs(self, *, backend: str | None = None, limit: int = 20) -> list[PullSnapshot]:
+        """Active jobs first, then the most recent finished ones; live jobs come from memory."""
+        sql = "SELECT * FROM pull_jobs"
+        params: tuple[Any, ...] = ()
+        if backend is not None:
+            sql += " WHERE backend = ?"
+            params = (backend,)
+        rows = self._db.execute(sql + " ORDER BY created_at DESC LIMIT ?", (*params, limit)).fetchall()
+        with self._lock:
+            live = dict(self._jobs)
+        out = [live[row["id"]].snapshot() if row["id"] in live else _from_row(row) for row in rows]
+        out.sort(key=lambda s: (not s.active, -s.created_at))
+        return out
+
+    def active_count(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Cancel every running job and wait for the threads (tests; a real process just exits)."""
+        with self._lock:
+            jobs = list(self._active.values())
+        for job in jobs:
+            self.cancel(job.id)
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join(timeout_s)
+
+    # ---- the worker ------------------------------------------------------------------------------
+    def _run(self, job: PullJob) -> None:
+        state, error = "failed", ""
+        last_persist = 0.0
+        try:
+            stream = self._client_for(job.backend).pull(job.model)
+            with job.lock:
+                job.stream = stream
+                job.state = "running"
+                cancelled = job.cancel_requested
+            self._persist(job)
+            if cancelled:
+                stream.abort()
+            succeeded = False
+            for line in stream:
+                with job.lock:
+                    job.progress.update(line)
+                if line.get("status") == "success":
+                    succeeded = True
+                    break  # a pull has no ``done: true`` line; ``success`` is its last word
+                now = time.monotonic()
+                if now - last_persist >= PERSIST_EVERY_S:
+                    last_persist = now
+                    self._persist(job)
+            if job.cancel_requested:
+                state, error = "cancelled", "cancelled by an operator"
+            elif succeeded:
+                state = "succeeded"
+            else:
+                error = "the stream ended before Ollama reported success"
+        except DashboardError as exc:
+            if job.cancel_requested:
+                state, error = "cancelled", "cancelled by an operator"
+            else:
+                error = pull_failure_message(exc, job.model)
+        except Exception:  # the job thread must always end with a recorded state, never hang "running"
+            log.exception("pull job %s crashed", job.id)
+            error = "an unexpected error stopped the pull; the details are in the dashboard's log"
+        with self._lock:
+            with job.lock:
+                job.state, job.error, job.finished_at = state, error, time.time()
+                job.stream = None
+            self._active.pop(job.key, None)
+            finished = [j for j in self._jobs.values() if j.state in FINAL_STATES]
+            for old in finished[:-KEEP_FINISHED_IN_MEMORY]:  # the record stays in SQLite
+                del self._jobs[old.id]
+        self._persist(job)
+        self._record(job, state if not error else f"{state}: {error}")
+
+    def _persist(self, job: PullJob) -> None:
+        snap = job.snapshot()
+        try:
+            self._db.execute(
+                "UPDATE pull_jobs SET state=?, error=?, finished_at=?, completed_bytes=?, total_bytes=?, "
+                "last_status=? WHERE id=?",
+                (snap.state, snap.error, snap.finished_at, snap.completed, snap.total, snap.status, snap.id),
+            )
+        except Exception:  # a locked or vanished DB file must not kill the pull itself
+            log.exception("could not persist pull job %s", job.id)
+
+    def _record(self, job: PullJob, outcome: str) -> None:
+        if self._audit is None:
+            return
+        try:
+            self._audit.record(who=job.requested_by, backend=job.backend.name, model=job.model, action="pull",
+                               outcome=outcome, detail=f"job {job.id}")
+        except Exception:
+            log.exception("could not write the audit record of pull job %s", job.id)
+
+
+def pull_failure_message(exc: DashboardError, model: str) -> str:
+    """Why a pull failed, worded for a pull (the generic wording talks about replies)."""
+    where = getattr(exc, "backend_url", "") or "the backend"
+    detail = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, StreamInterrupted):
+        return (f"The connection to {where} was lost during the pull ({detail}). Retry to resume: Ollama keeps "
+                "the layers it already downloaded.")
+    if isinstance(exc, ModelNotFound):
+        return f"Ollama could not pull '{model}': {detail}. Check the name and tag on ollama.com/library."
+    return user_message(exc)
+
+
+def _from_row(row: Mapping[str, Any]) -> PullSnapshot:
+    return PullSnapshot(
+        id=row["id"], backend=row["backend"], model=row["model"], state=row["state"], error=row["error"],
+        requested_by=row["requested_by"], created_at=row["created_at"], finished_at=row["finished_at"],
+        total=row["total_bytes"], completed=row["completed_bytes"], status=row["last_status"],
+    )

@@ -1,0 +1,91 @@
+"""The product studio in a real browser: upload a catalogue, run it, reload mid-run, download the result."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import time
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import DashboardServer, goto, screenshot, wait_for_app
+from tests.standin import StandinServer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FR_REPLY = "Une robe élégante et fluide, parfaite pour vos soirées."
+ROWS = 24
+
+
+def catalogue(tmp_path: Path) -> Path:
+    """The fixture's tricky rows (quoted newline, script tag, formulas) plus plain ones, ``;``-separated."""
+    source = list(csv.reader(io.StringIO((FIXTURES / "products.csv").read_text(encoding="utf-8"))))
+    header, rows = source[0], source[1:]
+    rows += [[f"VL-{i:03d}", "robe", f"Robe {i}", "noir", "soie", "gala", "99.00", f"37{i:011d}"]
+             for i in range(len(rows) + 1, ROWS + 1)]
+    path = tmp_path / "catalogue-fournisseur.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows([header, *rows])
+    return path
+
+
+def progress_text(page: Page) -> str:
+    return page.get_by_test_id("stProgress").first.inner_text()
+
+
+def wait_for_progress(page: Page, pattern: str, timeout_s: float = 40) -> str:
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        try:
+            text = progress_text(page)
+        except Exception:  # the card may be redrawing
+            text = ""
+        if re.search(pattern, text):
+            return text
+        time.sleep(0.25)
+    raise AssertionError(f"progress never matched {pattern!r}; last: {text!r}")
+
+
+def test_upload_run_reload_mid_run_and_download(page: Page, dashboard: DashboardServer,
+                                                fresh_standin: StandinServer, tmp_path: Path) -> None:
+    fresh_standin.state.configure(replies={"Product data": FR_REPLY}, parallel=2, request_time_s=0.6)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    goto(page, dashboard, "/descriptions?mode=batch")
+    page.locator("input[type=file]").set_input_files(str(catalogue(tmp_path)))
+    expect(page.get_by_text("encoding UTF-8 with BOM · separator semicolon")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text(f"{ROWS} rows, 8 columns", exact=False)).to_be_visible()
+    page.get_by_role("button", name="Run batch").click()
+
+    running = wait_for_progress(page, r"running: [1-9]\d* / 24 rows")
+    page.get_by_text("Only failed rows").scroll_into_view_if_needed()
+    screenshot(page, "descriptions-batch-running")
+    assert "ETA" in running
+
+    page.reload()
+    wait_for_app(page)
+    after_reload = wait_for_progress(page, r"(running|finished): \d+ / 24 rows")
+    done_after = int(re.search(r": (\d+) /", after_reload).group(1))  # type: ignore[union-attr]
+    done_before = int(re.search(r": (\d+) /", running).group(1))  # type: ignore[union-attr]
+    assert done_after >= done_before  # the job kept running on the server through the reload
+
+    wait_for_progress(page, r"finished: 24 / 24 rows · 24 done · 0 failed", timeout_s=60)
+    page.get_by_text("Only failed rows").scroll_into_view_if_needed()
+    screenshot(page, "descriptions-batch-finished")
+    with page.expect_download() as download_info:
+        page.get_by_test_id("stDownloadButton").filter(has_text="CSV").get_by_role("button").click()
+    download = download_info.value
+    assert download.suggested_filename == "catalogue-fournisseur-description.csv"
+    text = Path(download.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == ROWS
+    assert list(rows[0])[:8] == ["sku", "product_type", "name", "colour", "material", "occasion", "price", "ean"]
+    assert all(r["ai_status"] == "done" and r["ai_result"] == FR_REPLY for r in rows)
+    assert rows[4]["name"].startswith("'=HYPERLINK(") and rows[4]["ean"] == "'@SUM(A1)"
+    assert rows[5]["occasion"] == "anniversaire\net soirée"
+    assert len(fresh_standin.state.requests_to("/api/chat")) == ROWS  # each row billed once
+    assert fresh_standin.state.max_in_flight <= 2
+    # The script tag in a product name stayed text: it never ran (no alert dialog).
+    assert dialogs == []

@@ -1,0 +1,127 @@
+"""The product studio page through AppTest: the real app script, real client and engine, the loopback stand-in."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from services.batch import BatchManager
+from services.catalog import TaskParams, TemplateStore
+from services.db import Database
+from services.tabular import read_table_file
+from tests.standin import StandinServer
+
+PAGE = "pages/descriptions.py"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FR_REPLY = "Une robe rouge élégante et fluide, parfaite pour vos soirées de gala."
+
+
+def page_text(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+                     + [s.value for s in at.success] + [i.value for i in at.info] + [c.value for c in at.code])
+
+
+def assert_no_html(at: AppTest) -> None:
+    assert all(not m.allow_html for m in at.markdown), "product and model text must never be rendered as HTML"
+
+
+def test_single_product_description_with_stats_and_regenerate(open_page: Callable[..., AppTest],
+                                                              app_env: StandinServer) -> None:
+    app_env.state.configure(replies={"Product data": FR_REPLY})
+    at = open_page(PAGE)
+    assert not at.exception
+    assert at.button(key="studio.single.again").disabled
+    at.text_input(key="studio.single.description.product_type").set_value("robe de soirée")
+    at.text_input(key="studio.single.description.colour").set_value("rouge")
+    at.button(key="studio.single.go").click().run()
+    assert not at.exception
+    text = page_text(at)
+    assert FR_REPLY in text and "tokens/s" in text and "template description@v1" in text and "1 attempt" in text
+    assert any(c.value == FR_REPLY for c in at.code)  # the copyable block
+    body = app_env.state.requests_to("/api/chat")[-1]["body"]
+    assert "robe de soirée" in body["messages"][-1]["content"] and body["options"]["temperature"] == 1.0
+    assert not at.button(key="studio.single.again").disabled
+    at.button(key="studio.single.again").click().run()
+    assert len(app_env.state.requests_to("/api/chat")) == 2
+    assert_no_html(at)
+
+
+def test_missing_field_and_html_answers_are_refused_clearly(open_page: Callable[..., AppTest],
+                                                            app_env: StandinServer) -> None:
+    at = open_page(PAGE)
+    at.button(key="studio.single.go").click().run()
+    assert "Product type is empty" in page_text(at)
+    assert app_env.state.requests_to("/api/chat") == []
+    app_env.state.responder = lambda body: "<img src=x onerror=alert(1)> Une robe pour vos soirées."
+    at.text_input(key="studio.single.description.product_type").set_value("<script>alert(1)</script>")
+    at.button(key="studio.single.go").click().run()
+    assert not at.exception
+    assert "No valid output" in page_text(at) and "HTML markup" in page_text(at)
+    assert all("<img" not in m.value for m in at.markdown)
+    assert_no_html(at)
+
+
+def test_compare_two_models_side_by_side(open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
+    app_env.state.configure(replies={"Product data": FR_REPLY})
+    at = open_page(PAGE)
+    at.segmented_control(key="studio.mode").set_value("compare").run()
+    assert at.multiselect(key="studio.compare.models").value == ["llama3.2:1b", "qwen3:0.6b"]
+    at.text_input(key="studio.compare.description.product_type").set_value("robe")
+    at.button(key="studio.compare.go").click().run()
+    assert not at.exception
+    models = {r["body"]["model"] for r in app_env.state.requests_to("/api/chat")}
+    assert models == {"llama3.2:1b", "qwen3:0.6b"}
+    assert page_text(at).count("template description@v1") == 2
+
+
+def test_batch_card_resumes_a_job_and_offers_downloads(open_page: Callable[..., AppTest],
+                                                       app_env: StandinServer) -> None:
+    app_env.state.configure(replies={"Product data": FR_REPLY})
+    data_dir = Path(os.environ["DASHBOARD_DATA_DIR"])
+    # A job left behind (created, never finished), as after a crash before its first row.
+    other = BatchManager(Database.in_dir(data_dir), lambda _n: None)  # type: ignore[arg-type, return-value]
+    job_id = other.create_job(read_table_file(str(FIXTURES / "products.csv")),
+                              template=TemplateStore(data_dir).latest("description"), model="llama3.2:1b",
+                              backend="local", params=TaskParams(), mapping={"product_type": "product_type",
+                                                                            "name": "name"},
+                              concurrency=2, owner="test")
+    at = open_page(PAGE)
+    at.segmented_control(key="studio.mode").set_value("batch").run()
+    assert not at.exception
+    assert at.selectbox(key="studio.batch.job").value == job_id
+    assert at.get("progress")[0].proto.text.startswith("created: 0 / 6 rows")
+    at.button(key=f"studio.resume.{job_id}").click().run()
+    deadline = time.monotonic() + 20
+    while other.job(job_id).state != "finished" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)  # the runner forgets itself just after recording the final state
+    at.run()
+    assert not at.exception
+    assert other.progress(job_id).done == 6
+    assert "6 done, 0 failed" in page_text(at)
+    assert at.query_params["job"] == job_id  # a reload lands on the same job
+    assert at.get("progress")[0].proto.text.startswith("finished: 6 / 6 rows")
+    assert at.button(key=f"studio.retry.{job_id}").disabled  # nothing failed
+    assert_no_html(at)
+
+
+def test_template_editor_saves_a_new_version(open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
+    at = open_page(PAGE)
+    at.segmented_control(key="studio.mode").set_value("templates").run()
+    prompt = next(t for t in at.text_area if t.label == "Prompt")
+    prompt.set_value(prompt.value + "\nMention the occasion.")
+    next(b for b in at.button if b.label == "Save as new version").click().run()
+    assert not at.exception
+    assert "Saved description@v2" in page_text(at)
+    assert at.selectbox(key="studio.tpl.description.version").options[0].startswith("v2")
+    # The single-product form now runs the new version by default.
+    app_env.state.configure(replies={"Product data": FR_REPLY})
+    at.segmented_control(key="studio.mode").set_value("single").run()
+    at.text_input(key="studio.single.description.product_type").set_value("robe")
+    at.button(key="studio.single.go").click().run()
+    assert "template description@v2" in page_text(at)
+    assert "Mention the occasion." in app_env.state.requests_to("/api/chat")[-1]["body"]["messages"][-1]["content"]

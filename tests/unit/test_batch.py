@@ -1,0 +1,204 @@
+"""The batch engine against the loopback stand-in: concurrency bound, resume, retry, cancel, faults."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.batch import BatchManager, result_column_names
+from services.catalog import TaskParams, TemplateStore
+from services.config import Backend
+from services.db import Database
+from services.errors import InvalidInput
+from services.ollama import OllamaClient
+from services.tabular import Table, read_table
+from tests.standin import StandinServer
+
+FR_REPLY = "Une robe élégante et fluide, parfaite pour vos soirées."
+MAPPING = {"product_type": "type", "name": "nom"}
+
+
+def make_table(rows: int) -> Table:
+    body = "".join(f"robe;Robe {i:04d};{i}\n" for i in range(rows))
+    return read_table(("type;nom;prix\n" + body).encode(), "catalogue.csv")
+
+
+def names_requested(standin: StandinServer) -> Counter[str]:
+    names = Counter()
+    for request in standin.state.requests_to("/api/chat"):
+        text = request["body"]["messages"][-1]["content"]
+        names.update(re.findall(r"Robe \d{4}", text))
+    return names
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TemplateStore:
+    return TemplateStore(tmp_path)
+
+
+@pytest.fixture
+def manager(tmp_path: Path, client: OllamaClient) -> Iterator[BatchManager]:
+    mgr = BatchManager(Database.in_dir(tmp_path), lambda _name: client, backoff_base_s=0.05, backoff_max_s=0.2,
+                       max_transport_attempts=3)
+    yield mgr
+    mgr.shutdown()
+
+
+def new_job(manager: BatchManager, store: TemplateStore, rows: int, concurrency: int = 2, **params: object) -> str:
+    return manager.create_job(make_table(rows), template=store.latest("description"), model="llama3.2:1b",
+                              backend="standin", params=TaskParams(**params), mapping=MAPPING,  # type: ignore[arg-type]
+                              concurrency=concurrency, owner="test")
+
+
+def test_concurrency_is_never_exceeded_and_every_row_is_written(manager: BatchManager, store: TemplateStore,
+                                                                standin: StandinServer) -> None:
+    standin.state.configure(parallel=8, request_time_s=0.05, replies={"Product data": FR_REPLY})
+    job_id = new_job(manager, store, 30, concurrency=3)
+    manager.start(job_id)
+    assert manager.wait(job_id, 30)
+    progress = manager.progress(job_id)
+    assert (progress.done, progress.failed, progress.pending, progress.state) == (30, 0, 0, "finished")
+    assert standin.state.max_in_flight == 3  # the bound was reached and never exceeded
+    frame = manager.results_frame(job_id)
+    assert list(frame.columns) == ["type", "nom", "prix", *result_column_names(["type", "nom", "prix"])]
+    assert (frame["ai_status"] == "done").all() and (frame["ai_result"] == FR_REPLY).all()
+    assert set(frame["ai_template"]) == {"description@v1"}
+    assert frame["nom"].tolist() == [f"Robe {i:04d}" for i in range(30)]  # file order kept
+    assert names_requested(standin) == Counter({f"Robe {i:04d}": 1 for i in range(30)})
+
+
+def test_resume_after_a_restart_never_reruns_finished_rows(tmp_path: Path, client: OllamaClient,
+                                                           store: TemplateStore, standin: StandinServer) -> None:
+    standin.state.configure(parallel=2, request_time_s=0.15, replies={"Product data": FR_REPLY})
+    first = BatchManager(Database.in_dir(tmp_path), lambda _name: client)
+    job_id = new_job(first, store, 16, concurrency=2)
+    first.start(job_id)
+    deadline = time.monotonic() + 10
+    while first.progress(job_id).done < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.shutdown()  # the process goes away mid-run: the job stays "running" in SQLite
+    before = first.results_frame(job_id)
+    done_before = set(before.loc[before["ai_status"] == "done", "nom"])
+    assert 5 <= len(done_before) < 16
+    assert first.job(job_id).state == "running"
+
+    second = BatchManager(Database(first.db.path), lambda _name: client)
+    assert second.resume_interrupted() == [job_id]
+    assert second.wait(job_id, 30)
+    progress = second.progress(job_id)
+    assert (progress.done, progress.state) == (16, "finished")
+    counts = names_requested(standin)
+    assert all(counts[name] == 1 for name in done_before)  # finished rows were not billed again
+    assert set(counts) == {f"Robe {i:04d}" for i in range(16)}
+    second.shutdown()
+
+
+def test_busy_rows_fail_after_bounded_retries_then_retry_failed_only(manager: BatchManager, store: TemplateStore,
+                                                                     standin: StandinServer) -> None:
+    standin.state.configure(replies={"Product data": FR_REPLY})
+    job_id = new_job(manager, store, 4, concurrency=2)
+    manager.start(job_id)
+    assert manager.wait(job_id, 30)
+    done_first = manager.progress(job_id).done
+    assert done_first == 4
+    # Now the backend is overloaded: a new job fails every row, boundedly.
+    standin.state.configure(fault="busy")
+    job2 = new_job(manager, store, 4, concurrency=2)
+    manager.start(job2)
+    assert manager.wait(job2, 30)
+    progress = manager.progress(job2)
+    assert (progress.failed, progress.done, progress.state) == (4, 0, "finished")
+    rows = manager.rows(job2)
+    assert rows["error"].str.contains("gave up after 3 attempts").all()
+    busy_requests = len(standin.state.requests_to("/api/chat")) - 4
+    assert busy_requests == 4 * 3  # bounded: attempts x rows, no storm
+    # The backend recovers; only the failed rows run again.
+    standin.state.configure(fault=None)
+    before = len(standin.state.requests_to("/api/chat"))
+    assert manager.retry_failed(job2) == 4
+    assert manager.wait(job2, 30)
+    assert manager.progress(job2).done == 4
+    assert len(standin.state.requests_to("/api/chat")) - before == 4
+    assert manager.retry_failed(job_id) == 0  # nothing failed there: nothing re-sent
+
+
+def test_a_row_failing_its_check_is_failed_with_the_reason_and_the_batch_goes_on(
+        manager: BatchManager, store: TemplateStore, standin: StandinServer) -> None:
+    def responder(body: dict) -> str:
+        text = body["messages"][-1]["content"]
+        return "An English answer for this dress, which is not what we asked for." if "Robe 0001" in text \
+            else FR_REPLY
+
+    standin.state.responder = responder
+    job_id = new_job(manager, store, 3)
+    manager.start(job_id)
+    assert manager.wait(job_id, 30)
+    frame = manager.results_frame(job_id)
+    assert frame["ai_status"].tolist() == ["done", "failed", "done"]
+    assert frame.loc[1, "ai_result"] == ""  # never written as good
+    assert "looks English, not French" in frame.loc[1, "ai_error"] and frame.loc[1, "ai_attempts"] == 3
+
+
+def test_cancel_stops_at_once_and_leaves_unfinished_rows_pending(manager: BatchManager, store: TemplateStore,
+                                                                 standin: StandinServer) -> None:
+    standin.state.configure(request_time_s=3.0, replies={"Product data": FR_REPLY})
+    job_id = new_job(manager, store, 10, concurrency=2)
+    manager.start(job_id)
+    time.sleep(0.4)
+    started = time.monotonic()
+    manager.cancel(job_id)
+    assert manager.wait(job_id, 5)
+    assert time.monotonic() - started < 2.0  # in-flight streams were aborted, not waited for
+    progress = manager.progress(job_id)
+    assert (progress.state, progress.running, progress.pending, progress.done) == ("cancelled", 0, 10, 0)
+    assert len(standin.state.requests_to("/api/chat")) == 2
+
+
+def test_a_dead_backend_fails_rows_without_hanging(tmp_path: Path, dead_backend: Backend,
+                                                   store: TemplateStore) -> None:
+    dead = OllamaClient(dead_backend, connect_timeout_s=0.5, load_timeout_s=2, stall_timeout_s=1)
+    mgr = BatchManager(Database.in_dir(tmp_path), lambda _name: dead, backoff_base_s=0.05, backoff_max_s=0.1,
+                       max_transport_attempts=2)
+    job_id = new_job(mgr, store, 3)
+    mgr.start(job_id)
+    assert mgr.wait(job_id, 20)
+    rows = mgr.rows(job_id)
+    assert (rows["status"] == "failed").all() and rows["error"].str.contains("not reachable").all()
+
+
+def test_invalid_jobs_write_nothing(manager: BatchManager, store: TemplateStore) -> None:
+    table = make_table(3)
+    with pytest.raises(InvalidInput, match="required field 'product_type'"):
+        manager.create_job(table, template=store.latest("description"), model="llama3.2:1b", backend="standin",
+                           params=TaskParams(), mapping={"name": "nom"}, concurrency=2, owner="t")
+    with pytest.raises(InvalidInput, match="Concurrency"):
+        manager.create_job(table, template=store.latest("description"), model="llama3.2:1b", backend="standin",
+                           params=TaskParams(), mapping=MAPPING, concurrency=99, owner="t")
+    with pytest.raises(InvalidInput, match="cannot run as a batch"):
+        manager.create_job(table, template=store.latest("column_mapping"), model="llama3.2:1b", backend="s",
+                           params=TaskParams(), mapping=MAPPING, concurrency=2, owner="t")
+    assert manager.jobs() == []
+    assert manager.db.execute("SELECT COUNT(*) FROM batch_rows").fetchone()[0] == 0
+
+
+def test_result_columns_do_not_clobber_input_columns() -> None:
+    assert result_column_names(["ai_result", "name"])[1] == "_ai_result"
+
+
+def test_a_backend_gone_from_the_configuration_stops_the_job_with_the_reason(tmp_path: Path,
+                                                                             store: TemplateStore) -> None:
+    def client_for(name: str) -> OllamaClient:
+        raise InvalidInput(f"No backend named {name!r} is configured.")
+
+    mgr = BatchManager(Database.in_dir(tmp_path), client_for)
+    job_id = new_job(mgr, store, 3)
+    mgr.start(job_id)
+    assert mgr.wait(job_id, 10)
+    job = mgr.job(job_id)
+    assert job.state == "cancelled" and "No backend named 'standin'" in job.message
+    assert mgr.progress(job_id).pending == 3  # nothing lost: Resume works once the backend is back

@@ -1,0 +1,136 @@
+"""Reading supplier files the way they really arrive, and writing results that are safe to open."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook, load_workbook
+
+from services.errors import InvalidInput
+from services.tabular import (
+    MAX_ROWS,
+    neutralise,
+    read_table,
+    read_table_file,
+    require_columns,
+    to_csv_bytes,
+    to_xlsx_bytes,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def test_products_fixture_keeps_quoted_newlines_and_payloads_as_text() -> None:
+    table = read_table_file(str(FIXTURES / "products.csv"))
+    assert len(table) == 6 and table.columns[0] == "sku"
+    assert table.frame.loc[5, "occasion"] == "anniversaire\net soirée"
+    assert table.frame.loc[2, "name"] == "Robe Iris, fendue"
+    assert table.frame.loc[0, "ean"] == "3700000000017"  # text, not a float
+    assert table.frame.loc[4, "name"].startswith("=HYPERLINK(")
+
+
+def test_bom_and_semicolons() -> None:
+    table = read_table_file(str(FIXTURES / "products_bom_semicolon.csv"))
+    assert table.columns == ["Type", "Nom", "Couleur", "Matière"]
+    assert "encoding UTF-8 with BOM" in table.notes and "separator semicolon" in table.notes
+    assert table.frame.loc[1, "Matière"] == "crêpe"
+
+
+def test_latin1_fallback() -> None:
+    table = read_table_file(str(FIXTURES / "products_latin1.csv"))
+    assert table.columns[-1] == "Matière"
+    assert table.frame.loc[0, "Nom"] == "Robe Élodie" and table.frame.loc[1, "Couleur"] == "vert émeraude"
+    assert any("Latin-1" in note for note in table.notes)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"", "The file is empty."),
+    (b"\n\n  \n", "The file is empty."),
+    (b"sku,name\n", "header row but no product rows"),
+    (b"sku,,price\nA,b,1\n", "Column 2 has no name"),
+    (b"sku,name,sku\nA,b,c\n", "'sku' appears twice (columns 1 and 3)"),
+    (b"sku,name\nA,b\nB,c,d\n", "Row 3 has 3 cells but the header has 2 columns"),
+    (b"\x00\x01\x02binary", "binary"),
+])
+def test_refused_with_a_precise_message(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_table(data, "upload.csv")
+
+
+def test_empty_fixture_file() -> None:
+    with pytest.raises(InvalidInput, match="empty"):
+        read_table_file(str(FIXTURES / "empty.csv"))
+
+
+def test_a_50_mb_upload_is_refused_before_parsing() -> None:
+    data = b"sku,name\n" + b"A,robe\n" * (50 * 1024 * 1024 // 7)
+    with pytest.raises(InvalidInput, match=r"The file is 50\.0 MB; the studio accepts up to 20\.0 MB"):
+        read_table(data, "big.csv")
+
+
+def test_100k_rows_are_accepted_and_one_more_is_refused() -> None:
+    body = "".join(f"SKU{i},Robe {i},{i % 97}.90\n" for i in range(MAX_ROWS))
+    table = read_table(("sku,name,price\n" + body).encode(), "big.csv")
+    assert len(table) == MAX_ROWS and table.frame.iloc[-1]["sku"] == f"SKU{MAX_ROWS - 1}"
+    with pytest.raises(InvalidInput, match="more than 100,000 product rows"):
+        read_table(("sku,name,price\n" + body + "X,Y,1\n").encode(), "big.csv")
+
+
+def test_ragged_short_rows_are_padded_and_trailing_empty_cells_ignored() -> None:
+    table = read_table(b"a;b;c\n1;2\n4;5;6;\n", "x.csv")
+    assert table.frame.values.tolist() == [["1", "2", ""], ["4", "5", "6"]]
+
+
+def test_missing_required_column_message() -> None:
+    table = read_table_file(str(FIXTURES / "missing_column.csv"))
+    with pytest.raises(InvalidInput, match=r"required field 'product_type'.*sku, name, price"):
+        require_columns(table, {"product_type": None}, ["product_type"])
+    with pytest.raises(InvalidInput, match="'Type' mapped to 'product_type' is not in the file"):
+        require_columns(table, {"product_type": "Type"}, ["product_type"])
+
+
+def test_xlsx_is_read_as_text() -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["sku", "name", "price", None])
+    sheet.append(["A1", "Robe Lina", 189.0, None])
+    sheet.append(["A2", None, 79.5, None])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    table = read_table(buffer.getvalue(), "catalogue.xlsx")
+    assert table.columns == ["sku", "name", "price"]
+    assert table.frame.values.tolist() == [["A1", "Robe Lina", "189"], ["A2", "", "79.5"]]
+
+
+def test_broken_xlsx_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="not a readable Excel"):
+        read_table(b"PK\x03\x04garbage", "x.xlsx")
+
+
+def test_neutralise() -> None:
+    assert [neutralise(v) for v in ("=1+1", "+33 6", "-5", "@SUM(A1)", "\tx", "ok", None)] == \
+        ["'=1+1", "'+33 6", "'-5", "'@SUM(A1)", "'\tx", "ok", ""]
+
+
+def test_written_files_keep_every_column_and_never_carry_formulas() -> None:
+    frame = read_table_file(str(FIXTURES / "products.csv")).frame.copy()
+    frame["ai_result"] = ["ok", "ok", "ok", "=cmd|' /C calc'!A0", "ok", "ok"]
+    csv_bytes = to_csv_bytes(frame)
+    assert csv_bytes.startswith(b"\xef\xbb\xbf")
+    back = pd.read_csv(io.BytesIO(csv_bytes), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert list(back.columns) == list(frame.columns)
+    assert back.loc[4, "name"].startswith("'=HYPERLINK(") and back.loc[3, "ai_result"].startswith("'=")
+    assert back.loc[5, "occasion"] == "anniversaire\net soirée"
+
+    workbook = load_workbook(io.BytesIO(to_xlsx_bytes(frame)))
+    sheet = workbook.active
+    cells = [cell for row in sheet.iter_rows() for cell in row]
+    assert all(cell.data_type == "s" for cell in cells if cell.value is not None)
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert values[0] == list(frame.columns)
+    assert values[5][2] == "'=HYPERLINK(\"http://evil.example\",\"clic\")"
+    assert values[5][7] == "'@SUM(A1)" and values[5][6] == "'-5"
+    assert values[4][2] == "<script>alert('x')</script>"  # kept as inert text
