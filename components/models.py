@@ -6,7 +6,6 @@ Model names, templates, licences and Modelfiles come from a backend or a registr
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from services.model_ops import (
     model_matrix,
     unload_model,
 )
-from services.ollama import InstalledModel, LoadedModel, OllamaClient, make_client
+from services.ollama import ClientPool, InstalledModel, LoadedModel
 from services.pulls import UI_REFRESH_S, PullManager, PullSnapshot
 from services.roles import allows
 from services.safe_text import plain_label
@@ -56,17 +55,8 @@ def _audit_log(data_dir: str) -> AuditLog:
 @st.cache_resource(show_spinner=False)
 def _pull_manager(data_dir: str, backends: tuple[Backend, ...]) -> PullManager:
     """One per process: every session sees the same jobs. Pulls get their own clients (own pools)."""
-    settings = session.get_settings()
-    clients: dict[Backend, OllamaClient] = {}
-    lock = threading.Lock()
-
-    def client_for(backend: Backend) -> OllamaClient:
-        with lock:
-            if backend not in clients:
-                clients[backend] = make_client(backend, settings)
-            return clients[backend]
-
-    return PullManager(_database(data_dir), client_for, backends, _audit_log(data_dir))
+    clients = ClientPool(session.get_settings())
+    return PullManager(_database(data_dir), clients.get, backends, _audit_log(data_dir))
 
 
 def get_audit_log() -> AuditLog:

@@ -346,7 +346,7 @@ def render_tile(backend: Backend, result: ProbeResult | None, *, kiosk: bool, in
             shown = result.loaded[: 3 if kiosk else 8]
             st.markdown("\n".join(
                 f"- {plain_label(m.name, 40)}: {format_bytes(m.size_vram)} VRAM ({m.processor}), "
-                f"unloads {format_unload(m.unload_in_s)}" for m in shown))
+                f"{format_unload(m.unload_in_s)}" for m in shown))
             if len(result.loaded) > len(shown):
                 st.markdown(f"and {len(result.loaded) - len(shown)} more")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from services.chat import PRESETS
 from services.config import Backend
 from services.db import Database
 from services.errors import DashboardError, user_message
-from services.ollama import OllamaClient, make_client
+from services.ollama import ClientPool
 from services.safe_text import plain_label, sanitize_markdown
 from services.tabular import to_csv_bytes, to_xlsx_bytes
 
@@ -49,20 +48,12 @@ PROGRESS_EVERY_S = 1.0
 @st.cache_resource(show_spinner=False)
 def _batch_manager(data_dir: str, backends: tuple[Backend, ...]) -> BatchManager:
     """One per process, created on first use; it resumes the jobs a previous process left running."""
-    settings = session.get_settings()
-    clients: dict[str, OllamaClient] = {}
-    lock = threading.Lock()
-
-    def client_for(name: str) -> OllamaClient:
-        with lock:
-            if name not in clients:
-                clients[name] = make_client(settings.backend(name), settings)
-            return clients[name]
+    clients = ClientPool(session.get_settings())
 
     def on_failure(job_id: str, idx: int, exc: BaseException) -> None:
         log.error("batch %s row %d failed unexpectedly", job_id, idx + 1, exc_info=exc)
 
-    manager = BatchManager(Database.in_dir(Path(data_dir)), client_for, on_failure=on_failure)
+    manager = BatchManager(Database.in_dir(Path(data_dir)), clients.get, on_failure=on_failure)
     resumed = manager.resume_interrupted()
     if resumed:
         log.info("resumed batch jobs after a restart: %s", ", ".join(resumed))

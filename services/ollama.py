@@ -634,3 +634,23 @@ def make_client(backend: Backend, settings: Any | None = None, **overrides: Any)
     if backend.kind == "gateway":
         overrides.setdefault("auth_headers", gateway_auth_headers(backend))
     return OllamaClient(backend, **overrides)
+
+
+class ClientPool:
+    """One client per backend, made on first use, for process-wide workers (pull jobs, batches) that run
+    on their own threads and so must not reach for Streamlit's caches."""
+
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+        self._clients: dict[str, OllamaClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, backend: Backend | str) -> OllamaClient:
+        """The client of ``backend`` (a Backend, or a configured backend's name)."""
+        if isinstance(backend, str):
+            backend = self._settings.backend(backend)
+        with self._lock:
+            client = self._clients.get(backend.name)
+            if client is None or client.backend != backend:
+                client = self._clients[backend.name] = make_client(backend, self._settings)
+            return client

@@ -381,22 +381,24 @@ class Prober:
 
 
 def format_unload(seconds: float | None) -> str:
-    """How the tiles say when a model leaves memory.
+    """How the tiles say when a model leaves memory, as a whole phrase.
 
-    >>> format_unload(math.inf), format_unload(None), format_unload(-2), format_unload(42), format_unload(3900)
-    ('stays loaded', 'unknown', 'unloading', 'in 42 s', 'in 1 h 05 min')
+    >>> format_unload(math.inf), format_unload(None), format_unload(-2)
+    ('stays loaded (keep-alive forever)', 'unload time unknown', 'unloading now')
+    >>> format_unload(42), format_unload(3900)
+    ('unloads in 42 s', 'unloads in 1 h 05 min')
     >>> format_unload(299)
-    'in 4 min 59 s'
+    'unloads in 4 min 59 s'
     """
     if seconds is None:
-        return "unknown"
+        return "unload time unknown"
     if math.isinf(seconds):
-        return "stays loaded"
+        return "stays loaded (keep-alive forever)"
     if seconds <= 0:
-        return "unloading"
+        return "unloading now"
     seconds = int(seconds)
     if seconds < 60:
-        return f"in {seconds} s"
+        return f"unloads in {seconds} s"
     if seconds < 3600:
-        return f"in {seconds // 60} min {seconds % 60:02d} s"
-    return f"in {seconds // 3600} h {seconds % 3600 // 60:02d} min"
+        return f"unloads in {seconds // 60} min {seconds % 60:02d} s"
+    return f"unloads in {seconds // 3600} h {seconds % 3600 // 60:02d} min"

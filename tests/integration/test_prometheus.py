@@ -4,7 +4,6 @@ through the dashboard's own panels (services.prometheus) with the shipped panels
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,17 +17,12 @@ from services import exporter
 from services.config import Backend, Settings
 from services.metrics import record_generation
 from services.prometheus import Panel, PanelRunner, PrometheusSource, load_panels
+from tests.e2e.conftest import free_port
 from tests.standin import StandinServer
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
