@@ -17,6 +17,7 @@ from services.chat import (
     validate_prompt,
 )
 from services.errors import DashboardError, user_message
+from services.roles import Forbidden
 from services.streaming import stream_updates
 
 CONVERSATION_KEY = "chat.conversation"
@@ -40,6 +41,12 @@ def _mark_preset() -> None:
 def _clear(conversation: Conversation) -> None:
     conversation.clear()
 
+
+try:
+    session.require_role("operator", "use the chat playground")
+except Forbidden as exc:
+    st.error(str(exc), icon=":material/lock:")
+    st.stop()
 
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
@@ -127,6 +134,7 @@ if prompt is not None and model:
             stop=parse_stop_sequences(st.session_state.get("chat.stop", "")),
         ).validate()
         validate_prompt(prompt)
+        session.require_role("operator", "chat with a model")  # checked again at the action itself
     except DashboardError as exc:
         st.error(user_message(exc), icon=":material/edit_off:")
     else:
@@ -140,6 +148,8 @@ if prompt is not None and model:
         except DashboardError as exc:
             reply.status, reply.error = "error", user_message(exc)
         else:
-            interval_s = session.get_settings().stream_interval_s
-            chat_view.stream_into(reply, stream_updates(stream, model=model, interval_s=interval_s))
+            settings = session.get_settings()
+            updates = stream_updates(stream, model=model, interval_s=settings.stream_interval_s,
+                                     interval_per_char_s=settings.stream_interval_per_char_s)
+            chat_view.stream_into(reply, updates)
         st.rerun()  # redraw the controls above (export, clear) with the finished turn

@@ -271,6 +271,7 @@ if pending is not None:
     except DashboardError as exc:
         st.error(user_message(exc), icon=":material/edit_off:")
     else:
+        run.start()  # requests go out now, while the prompt and the column heads are drawn
         record = current.add_round(spec, source)
         view.render_prompt(record)
         view.stream_round(current, record, run)

@@ -134,6 +134,7 @@ class Settings:
     load_timeout_s: float = 600.0
     stall_timeout_s: float = 120.0
     stream_interval_s: float = 0.05
+    stream_interval_per_char_s: float = 1e-5
     slow_response_ms: float = 5000.0
     metrics_port: int = 9464
     prometheus_url: str = ""
@@ -305,7 +306,7 @@ def _secret(entry: dict, key: str, env: Mapping[str, str], where: str) -> str:
     return value
 
 
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
+def _float(env: Mapping[str, str], key: str, default: float, *, allow_zero: bool = False) -> float:
     raw = env.get(key, "").strip()
     if not raw:
         return default
@@ -313,7 +314,7 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise InvalidInput(f"{key} must be a number of seconds, not {raw!r}.") from None
-    if value <= 0:
+    if value < 0 or (value == 0 and not allow_zero):
         raise InvalidInput(f"{key} must be positive, not {raw!r}.")
     return value
 
@@ -331,6 +332,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         load_timeout_s=_float(env, "DASHBOARD_LOAD_TIMEOUT", 600.0),
         stall_timeout_s=_float(env, "DASHBOARD_STALL_TIMEOUT", 120.0),
         stream_interval_s=_float(env, "DASHBOARD_STREAM_INTERVAL_MS", 50.0) / 1000.0,
+        stream_interval_per_char_s=_float(env, "DASHBOARD_STREAM_INTERVAL_US_PER_CHAR", 10.0, allow_zero=True) / 1e6,
         slow_response_ms=_float(env, "DASHBOARD_SLOW_MS", 5000.0),
         metrics_port=int(port_text),
         prometheus_url=env.get("PROMETHEUS_URL", "").strip(),

@@ -172,3 +172,20 @@ def test_clear_and_export(open_page: Callable[..., AppTest]) -> None:
     clear = next(b for b in at.button if b.label == "Clear conversation")
     at = clear.click().run()
     assert conversation(at).turns == []
+
+
+def test_a_viewer_cannot_chat_even_by_calling_the_page(app_env: StandinServer) -> None:
+    from components.session import IDENTITY_KEY, Identity
+
+    at = AppTest.from_function(_run_chat_page_directly, default_timeout=30)
+    at.session_state[IDENTITY_KEY] = Identity(subject="wall-1", role="viewer")
+    at.run()
+    assert any("needs the operator role" in e.value for e in at.error)
+    assert not app_env.state.requests_to("/api/chat")
+
+
+def _run_chat_page_directly() -> None:
+    """The page script itself, with no router in front: its own check must refuse a viewer."""
+    import runpy
+
+    runpy.run_path("pages/chat.py")
