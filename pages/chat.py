@@ -68,7 +68,8 @@ if chosen and chosen not in names:
 
 top = st.columns([4, 5, 2], vertical_alignment="bottom")
 model = top[0].selectbox(
-    "Model", names, key="chat.model", placeholder="No models installed" if not names else "Choose a model",
+    "Model", names, key="chat.model",
+    placeholder="Model list unavailable" if models_error else "No models installed" if not names else "Choose a model",
     format_func=lambda n: n if n in digests else f"{n} (not installed)",
 )
 top[1].segmented_control(
