@@ -19,6 +19,7 @@ from typing import Any
 from services.chat import PRESETS, GenerationOptions
 from services.compare import RoundSpec
 from services.errors import InvalidInput
+from services.uploads import load_json_document
 
 log = logging.getLogger(__name__)
 
@@ -131,17 +132,7 @@ def validate_seed(value: Any, what: str) -> int | None:
 
 def parse_deck(text: str | bytes, *, source: str = "") -> Deck:
     """A deck from its JSON text; every problem is an ``InvalidInput`` that says where it is."""
-    if isinstance(text, bytes):
-        if len(text) > MAX_DECK_BYTES:
-            raise InvalidInput(f"The deck file is larger than {MAX_DECK_BYTES // 1000} kB.")
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput("The deck file is not UTF-8 text.") from None
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        raise InvalidInput(f"The deck file is not valid JSON ({exc}).") from None
+    document = load_json_document(text, what="The deck file", max_bytes=MAX_DECK_BYTES)
     if not isinstance(document, dict):
         raise InvalidInput("A deck file must be a JSON object.")
     if document.get("format") != DECK_FORMAT:

@@ -28,6 +28,7 @@ from services.config import Backend
 from services.decks import Deck, DeckPrompt, validate_options, validate_seed
 from services.errors import InvalidInput
 from services.ollama import validate_model_name
+from services.uploads import load_json_document
 
 REPORT_FORMAT = "ollama-dashboard-comparison/1"
 TIE = "tie"
@@ -186,17 +187,7 @@ def _require(document: Mapping[str, Any], key: str, kind: type | tuple[type, ...
 
 def parse_report(data: str | bytes) -> CompareSession:
     """Load an exported JSON report (for a re-run); every problem is a clear ``InvalidInput``."""
-    if isinstance(data, bytes):
-        if len(data) > MAX_REPORT_BYTES:
-            raise InvalidInput(f"The report is larger than {MAX_REPORT_BYTES // 1_000_000} MB.")
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput("The report is not UTF-8 text.") from None
-    try:
-        document = json.loads(data)
-    except ValueError as exc:
-        raise InvalidInput(f"The report is not valid JSON ({exc}).") from None
+    document = load_json_document(data, what="The report", max_bytes=MAX_REPORT_BYTES)
     if not isinstance(document, dict) or document.get("format") != REPORT_FORMAT:
         raise InvalidInput(f"This is not a comparison report (expected \"format\": \"{REPORT_FORMAT}\").")
     raw_lineup = _require(document, "lineup", list, "lineup")
