@@ -132,32 +132,44 @@ def stream_updates(
     """
     started = clock()
     update = StreamUpdate()
+    # Pieces are joined only when a snapshot is taken: appending to a string that snapshots also hold
+    # would copy the whole text on every token.
+    content_parts: list[str] = []
+    thinking_parts: list[str] = []
+    content_chars = 0
     pump = StreamPump(stream, name=f"stream-{model}")
     last_emit = started
     status = "stopped"
+
+    def snapshot() -> StreamUpdate:
+        update.content = "".join(content_parts)
+        update.thinking = "".join(thinking_parts)
+        return replace(update)
+
     try:
         finished = False
         while not finished:
             # Each update re-sends and re-renders the whole text, so the pause between updates grows with it
             # (10 µs a character: 50 ms up to 5,000 characters, 200 ms at 20,000): total work stays linear.
-            pause = max(interval_s, len(update.content) * interval_per_char_s)
+            pause = max(interval_s, content_chars * interval_per_char_s)
             wait = heartbeat_s if update.waiting else max(pause - (clock() - last_emit), 0.001)
             try:
                 lines, finished = pump.drain(wait)
             except BackendError as exc:
                 update.elapsed_s = clock() - started
                 status = "error"
-                raise StreamFailed(exc, replace(update)) from None
+                raise StreamFailed(exc, snapshot()) from None
             now = clock()
             was_waiting = update.waiting
             for line in lines:
                 chunk = ChatChunk.from_line(line)
-                if (chunk.content or chunk.thinking) and update.first_token_s is None:
-                    update.first_token_s = now - started
                 if chunk.content or chunk.thinking:
+                    if update.first_token_s is None:
+                        update.first_token_s = now - started
                     update.chunks += 1
-                update.content += chunk.content
-                update.thinking += chunk.thinking
+                    content_parts.append(chunk.content)
+                    thinking_parts.append(chunk.thinking)
+                    content_chars += len(chunk.content)
                 if chunk.done:
                     update.final = dict(line)
             update.elapsed_s = now - started
@@ -167,14 +179,14 @@ def stream_updates(
                     update.final, ttft_s=update.first_token_s, wall_s=update.elapsed_s
                 )
                 status = "success"
-                yield replace(update)
+                yield snapshot()
                 return
             if finished:
                 status = "error"
-                raise StreamFailed(StreamInterrupted("the stream ended without its final line"), replace(update))
+                raise StreamFailed(StreamInterrupted("the stream ended without its final line"), snapshot())
             if update.waiting or was_waiting or now - last_emit >= pause:
                 last_emit = now
-                yield replace(update)
+                yield snapshot()
     finally:
         if status != "success":
             pump.cancel()
