@@ -89,6 +89,16 @@ def run_one(model: str, task: str, template: Any, inputs: dict[str, Any], params
 
 
 # ---- single product ------------------------------------------------------------------------------------
+def task_inputs(task: str, prefix: str) -> tuple[dict, TaskParams] | None:
+    """The task's input form and its parameters; None (with the reason shown) when the input is refused."""
+    try:
+        inputs = mapping_inputs(prefix) if task == "column_mapping" else studio.render_fields(task, prefix)
+    except InvalidInput as exc:
+        st.error(user_message(exc), icon=":material/edit_off:")
+        return None
+    return inputs, studio.render_params(task, prefix)
+
+
 def single_mode() -> None:
     top = st.columns([2, 2, 2])
     with top[0]:
@@ -97,13 +107,10 @@ def single_mode() -> None:
         model = choose_model("studio.single.model")
     with top[2]:
         template = choose_template(task, "studio.single.template")
-    try:
-        inputs = mapping_inputs("studio.single") if task == "column_mapping" else studio.render_fields(
-            task, "studio.single")
-    except InvalidInput as exc:
-        st.error(user_message(exc), icon=":material/edit_off:")
+    gathered = task_inputs(task, "studio.single")
+    if gathered is None:
         return
-    params = studio.render_params(task, "studio.single")
+    inputs, params = gathered
     last = st.session_state.get("studio.single.last")
     bar = st.container(horizontal=True)
     generate = bar.button("Generate", type="primary", icon=":material/auto_awesome:", disabled=not model,
@@ -140,13 +147,10 @@ def compare_mode() -> None:
     chosen = top[1].multiselect("Models (2 or 3)", models, key="studio.compare.models", max_selections=3,
                                 default=models[:2])
     template = choose_template(task, "studio.compare.template")
-    try:
-        inputs = mapping_inputs("studio.compare") if task == "column_mapping" else studio.render_fields(
-            task, "studio.compare")
-    except InvalidInput as exc:
-        st.error(user_message(exc), icon=":material/edit_off:")
+    gathered = task_inputs(task, "studio.compare")
+    if gathered is None:
         return
-    params = studio.render_params(task, "studio.compare")
+    inputs, params = gathered
     if st.button("Compare", type="primary", icon=":material/compare:", disabled=len(chosen) < 2,
                  key="studio.compare.go"):
         try:
