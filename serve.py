@@ -1,31 +1,30 @@
-"""Start Streamlit with ``app.py`` as the only router: ``python serve.py [streamlit run options]``.
+"""Start the dashboard: ``python serve.py [streamlit run options]`` (what ``make run`` and the image run).
 
-The design keeps page files in ``pages/``, which Streamlit would also auto-discover (its v1 multipage
-mode) until some session calls ``st.navigation``: a first visit straight to ``/chat`` would then run the
-page without ``app.py`` (no sidebar, no checks). Turning that mode off before the server starts makes
-``app.py`` run first for every page, every time.
+It runs the startup checks first, so a refused configuration is one clear line and nothing starts; in
+open local mode with no ``--server.address`` it adds ``127.0.0.1`` (Streamlit would otherwise listen on
+every interface). Then it becomes ``streamlit run app.py``: the same process, the same checks again in
+the server's lifespan, the same gate on every page as any other way of starting it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from streamlit.runtime.pages_manager import PagesManager
-from streamlit.web import cli
-
-from services.auth import AuthConfigError, startup_args
+from services.access.startup import startup_args
+from services.errors import ConfigError
 
 
 def main() -> None:
-    PagesManager.uses_pages_directory = False
     try:
-        args, startup_line = startup_args(sys.argv[1:])  # open local mode only on loopback; keys checked
-    except AuthConfigError as exc:
+        args, check = startup_args(sys.argv[1:])
+    except ConfigError as exc:
         sys.exit(f"serve.py: refusing to start: {exc}")
-    sys.stderr.write(f"serve.py: {startup_line}\n")
-    sys.argv = ["streamlit", "run", "app.py", *args]
-    cli.main()
+    sys.stderr.write(f"serve.py: {check.line}\n")
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", "app.py", *args])
 
 
 if __name__ == "__main__":
+    os.chdir(os.path.dirname(os.path.abspath(__file__)))
     main()

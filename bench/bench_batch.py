@@ -16,12 +16,13 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from services.batch import BatchManager
-from services.catalog import TaskParams, TemplateStore
 from services.config import Backend
 from services.db import Database
-from services.ollama import OllamaClient
-from services.tabular import Table, read_table
+from services.ollama.client import OllamaClient
+from services.studio.batch import BatchManager
+from services.studio.tabular import Table, read_table
+from services.studio.tasks import TaskParams
+from services.studio.templates import TemplateStore
 from tests.standin import StandinServer
 
 REPLY = "Une robe élégante et fluide, parfaite pour vos soirées."

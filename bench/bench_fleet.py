@@ -26,7 +26,7 @@ def _dead_url() -> str:
 
 def main() -> None:
     from services.config import Backend, load_settings
-    from services.probe import Prober
+    from services.monitoring.probe import Prober
     from tests.standin import StandinServer
 
     servers = [StandinServer().start() for _ in range(FLEET - DEAD)]

@@ -22,8 +22,8 @@ import httpx
 
 from services.config import Backend
 from services.db import Database
-from services.ollama import OllamaClient
-from services.pulls import UI_REFRESH_S, PullManager, PullProgress
+from services.models.pulls import UI_REFRESH_S, PullManager, PullProgress
+from services.ollama.client import OllamaClient
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "qwen2.5:0.5b"  # 20,000,000 bytes of weights in the stand-in's registry

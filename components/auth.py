@@ -1,25 +1,25 @@
-"""Who this browser session is: the sign-in gate that ``app.py`` calls before building the navigation.
+"""Who this browser session is: the sign-in gate the router runs before any page, and the sign-in page.
 
 A token arrives from a reverse proxy's ``Authorization: Bearer`` header (read once, when the session
 starts), from the sign-in form, or once as ``?token=`` for a wall screen (removed from the address bar at
 once). The verified ``Identity`` lives only in ``st.session_state``; its expiry is re-checked on every
-rerun. With no key configured the dashboard runs in open local mode, with a banner saying so.
+rerun and in every live fragment. With no key configured the dashboard runs in open local mode, with a
+banner saying so.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
-from typing import Any
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from components import runtime
 from components.session import IDENTITY_KEY, Identity, current_identity
-from services import auth
-from services.auth import REASON_TITLES, AuthConfig, AuthConfigError, AuthError, Reason
-from services.errors import DashboardError
+from services.access.acting import bind_actor
+from services.access.pages import PAGES
+from services.access.tokens import AuthConfig, is_expired, verify_token
+from services.errors import REASON_TITLES, AuthError, Forbidden, Reason
 from services.safe_text import plain_label
 
 log = logging.getLogger(__name__)
@@ -28,40 +28,9 @@ TOKEN_PARAM = "token"
 REFUSAL_KEY = "auth.refusal"
 HEADER_CHECKED_KEY = "auth.header_checked"
 FORM_TOKEN_KEY = "auth.form_token"
+SIGN_IN_PATH = "sign-in"
 REASON_ICONS: dict[Reason, str] = {"not_signed_in": ":material/login:", "expired": ":material/timer_off:",
                                    "forbidden": ":material/block:", "invalid": ":material/gpp_bad:"}
-
-
-@st.cache_resource(show_spinner=False)
-def auth_config() -> AuthConfig | None:
-    """The process's verification settings (no per-user data), logged once at startup."""
-    config = auth.load_auth_config()
-    if config is None:
-        log.warning("OPEN LOCAL MODE: no DASHBOARD_JWT_SECRET or DASHBOARD_JWT_PUBLIC_KEY is set, so every "
-                    "visitor is a local admin. Keep the dashboard bound to 127.0.0.1.")
-    else:
-        log.info("sign-in required: tokens verified with %s", config.description)
-    return config
-
-
-def _session_actor() -> tuple[str, str] | None:
-    """The acting person for gateway tokens when no ContextVar is bound (fragment reruns, fresh threads)."""
-    if get_script_run_ctx() is None:
-        return None
-    try:
-        identity = current_identity()
-    except DashboardError:
-        return None
-    return identity.subject, identity.role
-
-
-auth.set_actor_fallback(_session_actor)
-
-
-def _bind(identity: Identity) -> None:
-    """Who acts for this script run: read by the gateway token minter (services never see the session)."""
-    auth.acting_subject.set(identity.subject)
-    auth.acting_role.set(identity.role)
 
 
 def _refuse(reason: Reason, message: str) -> None:
@@ -71,7 +40,7 @@ def _refuse(reason: Reason, message: str) -> None:
 
 def _sign_in(token: str, config: AuthConfig, source: str) -> Identity | None:
     try:
-        verified = auth.verify_token(token, config, source=source)
+        verified = verify_token(token, config, source=source)
     except AuthError as exc:
         _refuse(exc.reason, exc.message)
         return None
@@ -108,7 +77,7 @@ def _resolve(config: AuthConfig) -> Identity | None:
         return _sign_in(link_token, config, "link")
     identity = st.session_state.get(IDENTITY_KEY)
     if isinstance(identity, Identity) and not identity.open_mode:
-        if not auth.is_expired(identity.expires_at):
+        if not is_expired(identity.expires_at):
             return identity
         _expire(identity)
     elif identity is not None:
@@ -137,14 +106,14 @@ def render_sign_in(config: AuthConfig) -> None:
         st.form_submit_button("Sign in", type="primary", icon=":material/login:", on_click=_submit_form,
                               args=(config,))
     if config.can_mint:
-        st.caption("No token? An admin can mint one: `python -m services.auth mint --sub NAME --role viewer "
+        st.caption("No token? An admin can mint one: `python -m services.access mint --sub NAME --role viewer "
                    "--ttl 12h`. Wall screens can open `/?token=…` once; the token is removed from the address.")
     else:
         st.caption("Tokens come from your identity provider (this dashboard only holds the public key). "
                    "Wall screens can open `/?token=…` once; the token is removed from the address.")
 
 
-def _wall_screen() -> bool:
+def wall_screen() -> bool:
     """The kiosk view (``?kiosk=1``) has no sidebar; nothing of ours may add one."""
     return st.query_params.get("kiosk") == "1"
 
@@ -156,46 +125,38 @@ def _expire(identity: Identity) -> None:
     _refuse("expired", f"Your session expired at {_until(identity.expires_at)}. {again}")
 
 
-def recheck_expiry() -> None:
-    """Call first in an auto-refreshing ``st.fragment``: fragment reruns skip app.py and so the gate's check.
+def enter_fragment() -> None:
+    """Call first in every auto-refreshing ``st.fragment``: fragment reruns skip the router and its gate.
 
-    An expired session is ended and the whole app re-runs, which shows the "Session expired" page.
+    An expired session is ended and the whole app re-runs, which shows the "Session expired" page; a live
+    one is bound as the person acting on this thread (a gateway token needs it).
     """
     identity = st.session_state.get(IDENTITY_KEY)
-    if isinstance(identity, Identity) and not identity.open_mode and auth.is_expired(identity.expires_at):
+    if isinstance(identity, Identity) and not identity.open_mode and is_expired(identity.expires_at):
         _expire(identity)
         st.rerun(scope="app")
-
-
-def _asked_url_paths() -> list[str]:
-    """The page addresses this run may be asking for: the one typed in the address bar, and those of the
-    navigation the session had before (a rerun after a sign-out or expiry names its page by those)."""
-    paths: list[str] = []
-    ctx = get_script_run_ctx()
     try:
-        manager = ctx.pages_manager  # type: ignore[union-attr]
-        paths.append(manager.intended_page_name or "")
-        paths.extend(str(info.get("url_pathname") or "") for info in manager.get_pages().values())
-    except AttributeError:  # no script context, or a Streamlit without these internals: plain sign-in page
-        return []
-    return list(dict.fromkeys(p for p in paths if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", p) and p != "sign-in"))
+        current = current_identity()
+    except Forbidden:  # signed out meanwhile: nothing here; the next full run shows the sign-in page
+        st.stop()
+    bind_actor(current.subject, current.role)
 
 
-def _sign_in_navigation(config: AuthConfig) -> Any:
-    """A navigation of sign-in pages only. It replaces the session's earlier one, so no page link survives a
-    sign-out or expiry; it answers every address asked for (no "page not found"), and, as a page's identity
-    is its address, signing in lands on the page that was asked for."""
+def _sign_in_navigation(config: AuthConfig) -> None:
+    """A navigation of sign-in pages only, at every page's address: it replaces the session's earlier one, so no
+    page link survives a sign-out or expiry; and as a page's identity is its address, signing in lands on the
+    page that was asked for."""
 
-    def page_at(url_path: str, default: bool) -> Any:
+    def page_at(url_path: str, default: bool) -> st.Page:
         return st.Page(lambda: render_sign_in(config), title="Sign in", icon=":material/login:",
                        url_path=url_path, default=default)
 
-    pages = [page_at("sign-in", True), *(page_at(path, False) for path in _asked_url_paths())]
-    return st.navigation(pages, position="hidden")
+    pages = [page_at(SIGN_IN_PATH, True), *(page_at(spec.url_path, False) for spec in PAGES)]
+    st.navigation(pages, position="hidden").run()
 
 
 def _render_identity(identity: Identity) -> None:
-    if _wall_screen():
+    if wall_screen():
         return
     with st.sidebar:
         until = f" · until {_until(identity.expires_at)}" if identity.expires_at else ""
@@ -205,7 +166,7 @@ def _render_identity(identity: Identity) -> None:
 
 
 def _render_open_mode_banner() -> None:
-    if _wall_screen():
+    if wall_screen():
         return
     st.sidebar.markdown(
         ":orange-background[:material/lock_open: **Open local mode**]  \nNo sign-in key is configured, so "
@@ -214,24 +175,19 @@ def _render_open_mode_banner() -> None:
 
 
 def gate() -> Identity:
-    """Resolve this session's identity; render the refusal page and ``st.stop()`` when nobody may proceed."""
-    try:
-        config = auth_config()
-    except AuthConfigError as exc:
-        log.error("sign-in configuration refused: %s", exc)
-        st.error(f"**Sign-in is misconfigured.** {exc}", icon=":material/settings:")
-        st.stop()
+    """Resolve this session's identity; render the sign-in page and ``st.stop()`` when nobody may proceed."""
+    config = runtime.startup().auth
     if config is None:
         if TOKEN_PARAM in st.query_params:
             del st.query_params[TOKEN_PARAM]  # nothing to check it against; still keep it off the screen
         identity = current_identity()
-        _bind(identity)
         _render_open_mode_banner()
-        return identity
-    identity = _resolve(config)
-    if identity is None:
-        _sign_in_navigation(config).run()
-        st.stop()
-    _bind(identity)
-    _render_identity(identity)
+    else:
+        resolved = _resolve(config)
+        if resolved is None:
+            _sign_in_navigation(config)
+            st.stop()
+        identity = resolved
+        _render_identity(identity)
+    bind_actor(identity.subject, identity.role)
     return identity

@@ -9,10 +9,10 @@ from contextlib import closing
 
 import streamlit as st
 
-from services.chat import ChatTurn, format_stats_line
-from services.errors import DashboardError, user_message
+from services.chat.conversation import ChatTurn, format_stats_line
+from services.errors import DashboardError, StreamFailed, user_message
+from services.ollama.stream import StreamUpdate
 from services.safe_text import sanitize_markdown
-from services.streaming import StreamFailed, StreamUpdate
 
 STATUS_NOTES = {"stopped": ":material/stop_circle: Stopped by you; the reply above is partial."}
 

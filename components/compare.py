@@ -14,9 +14,9 @@ from typing import Any
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from services.compare import ColumnSnapshot, ComparisonRun
-from services.report import TIE, CompareSession, RoundRecord
 from services.safe_text import plain_label, sanitize_markdown
+from services.stage.compare import ColumnSnapshot, ComparisonRun
+from services.stage.report import TIE, CompareSession, RoundRecord
 
 # Our own, static CSS: larger type on the stage (model output stays Markdown, never HTML).
 STAGE_CSS = """
@@ -155,7 +155,7 @@ def render_column(view: ColumnView, snap: ColumnSnapshot, name: str, *, hidden: 
 
 def snapshot_from_record(column: Mapping[str, Any]) -> ColumnSnapshot:
     """A stored column (``ColumnSnapshot.as_dict``) back as a snapshot, to redraw a finished round."""
-    from services.ollama import GenerationStats
+    from services.ollama.wire import GenerationStats
 
     stats = column.get("stats") or {}
     return ColumnSnapshot(

@@ -1,4 +1,4 @@
-"""Render the Models page, and own its process-wide managers (pull jobs, audit log).
+"""Render the Models page: pull jobs, loaded and installed models, model details.
 
 Model names, templates, licences and Modelfiles come from a backend or a registry: they are shown with
 ``st.code``/``st.text``/``st.dataframe`` or ``plain_label``, never as Markdown or HTML.
@@ -7,18 +7,17 @@ Model names, templates, licences and Modelfiles come from a backend or a registr
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from components import session
-from components.auth import recheck_expiry
-from services.audit import AuditLog
+from components import runtime, session
+from components.auth import enter_fragment
+from services.access.audit import AuditLog
+from services.access.roles import allows
 from services.config import Backend
-from services.db import Database
 from services.errors import DashboardError, user_message
-from services.model_ops import (
+from services.models.operations import (
     ModelDetail,
     format_bytes,
     format_duration,
@@ -26,9 +25,8 @@ from services.model_ops import (
     model_matrix,
     unload_model,
 )
-from services.ollama import ClientPool, InstalledModel, LoadedModel
-from services.pulls import UI_REFRESH_S, PullManager, PullSnapshot
-from services.roles import allows
+from services.models.pulls import UI_REFRESH_S, PullManager, PullSnapshot
+from services.ollama.wire import InstalledModel, LoadedModel
 from services.safe_text import plain_label
 
 FLASH_KEY = "models.flash"
@@ -41,31 +39,12 @@ STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/downloadin
                "cancelled": ":material/cancel:", "interrupted": ":material/history:"}
 
 
-# ---- process-wide managers ---------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False)
-def _database(data_dir: str) -> Database:
-    return Database.in_dir(Path(data_dir))
-
-
-@st.cache_resource(show_spinner=False)
-def _audit_log(data_dir: str) -> AuditLog:
-    return AuditLog(_database(data_dir))
-
-
-@st.cache_resource(show_spinner=False)
-def _pull_manager(data_dir: str, backends: tuple[Backend, ...]) -> PullManager:
-    """One per process: every session sees the same jobs. Pulls get their own clients (own pools)."""
-    clients = ClientPool(session.get_settings())
-    return PullManager(_database(data_dir), clients.get, backends, _audit_log(data_dir))
-
-
 def get_audit_log() -> AuditLog:
-    return _audit_log(str(session.get_settings().data_dir))
+    return runtime.audit_log()
 
 
 def get_pull_manager() -> PullManager:
-    settings = session.get_settings()
-    return _pull_manager(str(settings.data_dir), settings.backends)
+    return runtime.pull_manager()
 
 
 @st.cache_data(ttl=3, show_spinner=False, max_entries=64)
@@ -161,7 +140,7 @@ def render_pull_jobs(backend_name: str) -> None:
 
 
 def _pull_jobs_body(backend_name: str, fast: bool) -> None:
-    recheck_expiry()  # fragment reruns skip app.py's sign-in gate
+    enter_fragment()  # fragment reruns skip app.py's sign-in gate
     can_manage = allows(session.current_identity().role, "admin")
     jobs = get_pull_manager().jobs(backend=backend_name, limit=MAX_SHOWN_JOBS)
     active = [j for j in jobs if j.active]
@@ -196,7 +175,7 @@ def render_loaded(backend: Backend) -> None:
 
 
 def _loaded_body(backend: Backend, fast: bool) -> None:
-    recheck_expiry()
+    enter_fragment()
     try:
         models = loaded_models(backend)
     except DashboardError as exc:

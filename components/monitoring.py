@@ -2,7 +2,7 @@
 
 Pure ``build_*_figure(df)`` functions turn DataFrames into plotly figures (testable without Streamlit);
 ``render_*`` functions emit Streamlit elements. Everything shown comes from the process-wide
-``services.exporter.Monitoring`` (started once from app.py), so a refresh reads memory and SQLite, never
+``services.monitoring.exporter.Monitoring`` (started once from app.py), so a refresh reads memory and SQLite, never
 waits on a backend. Text from backends (model names, versions, errors) only reaches the page escaped.
 """
 
@@ -19,12 +19,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from components import session
-from components.auth import recheck_expiry
+from components.auth import enter_fragment
 from services.config import Backend, Settings
-from services.exporter import Monitoring, start_monitoring
-from services.probe import ProbeResult, format_unload
-from services.prometheus import PanelResult
+from services.monitoring.probe import ProbeResult, format_unload
+from services.monitoring.prometheus import PanelResult
+from services.monitoring.service import Monitoring
 from services.safe_text import plain_label
 
 logger = logging.getLogger(__name__)
@@ -80,16 +79,6 @@ TILE_CSS = """
 [class*="st-key-mon-tile-waiting"] { border-left: 8px solid #64748b !important; }
 </style>
 """
-
-
-# ---- process-wide services ---------------------------------------------------------------------------
-def ensure_started() -> Monitoring | None:
-    """Start the exporter, prober and panels once per process (app.py calls this on every run)."""
-    try:
-        return start_monitoring(session.get_settings())
-    except Exception:
-        logger.exception("Monitoring could not start; pages carry on without it.")
-        return None
 
 
 @contextlib.contextmanager
@@ -548,7 +537,7 @@ def render_kiosk(monitoring: Monitoring, settings: Settings) -> None:
 
     @st.fragment(run_every=settings.kiosk_refresh_s)
     def live_status() -> None:
-        recheck_expiry()
+        enter_fragment()
         latest = monitoring.prober.latest()
         top_left, top_right = st.columns([3, 2])
         with top_left:
@@ -563,7 +552,7 @@ def render_kiosk(monitoring: Monitoring, settings: Settings) -> None:
     # Charts are bucketed (10 s over 15 min): redrawing them more often than a bucket only costs CPU.
     @st.fragment(run_every=max(settings.kiosk_refresh_s, bucket_for(KIOSK_RANGE_S)))
     def live_charts() -> None:
-        recheck_expiry()
+        enter_fragment()
         with section("The history charts"):
             render_history_charts(monitoring, KIOSK_RANGE_S, kiosk=True)
         if monitoring.panels is not None or monitoring.panels_error:
@@ -581,7 +570,7 @@ def render_page(monitoring: Monitoring, settings: Settings, range_label: str) ->
 
     @st.fragment(run_every=max(settings.kiosk_refresh_s, 5.0))
     def live_tiles() -> None:
-        recheck_expiry()
+        enter_fragment()
         with section("The clock"):
             render_freshness(monitoring, kiosk=False)
         latest = monitoring.prober.latest()

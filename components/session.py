@@ -1,7 +1,10 @@
-"""Streamlit glue: what is shared by the process (cached) and what belongs to one browser session.
+"""What belongs to one browser session: who it is, which backend it works against, and the page path's reads.
 
-Shared, via ``st.cache_resource``: settings and one client per backend (clients hold no per-user state).
-Per session, via ``st.session_state``: the chosen backend, the conversation, widget values.
+Per session, in ``st.session_state``: the identity (set by the sign-in gate), the chosen backend, widget
+values. Shared and bounded, in ``st.cache_data``: the page path's reads of a backend (version, tags, ps),
+each within the client's short page timeout. A backend found not answering is not asked again by the same
+page: the reads after a failed health check fail at once with the same reason, so a host that accepts and
+never answers costs one page timeout per page, not one per call.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from services.auth import key_configured
-from services.config import Backend, Settings, load_settings
-from services.errors import BackendTimeout, DashboardError, Unreachable, user_message
-from services.ollama import InstalledModel, OllamaClient, make_client
-from services.roles import Forbidden, Role, require
+from components import runtime
+from services.access.acting import bind_actor
+from services.access.roles import Role, require
+from services.access.tokens import key_configured
+from services.config import Backend, Settings
+from services.errors import BackendTimeout, DashboardError, Forbidden, Unreachable, user_message
+from services.ollama.client import OllamaClient
+from services.ollama.wire import InstalledModel
 
 BACKEND_KEY = "backend"
 IDENTITY_KEY = "identity"
@@ -42,30 +48,28 @@ def current_identity() -> Identity:
 
 
 def require_role(needed: Role, action: str) -> Identity:
-    """Server-side check before an action; raises ``Forbidden`` (a DashboardError) when not allowed."""
+    """Server-side check before an action; raises ``Forbidden`` (a DashboardError) when not allowed.
+
+    It also binds the person as the one acting, for a gateway token minted on this thread (callbacks and
+    fragment reruns run on threads where the router did not).
+    """
     identity = current_identity()
     require(identity.role, needed, action)
+    bind_actor(identity.subject, identity.role)
     return identity
 
 
-@st.cache_resource(show_spinner=False)
 def get_settings() -> Settings:
-    return load_settings()
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
-def _client_for(backend: Backend, connect_s: float, load_s: float, stall_s: float) -> OllamaClient:
-    return make_client(backend, connect_timeout_s=connect_s, load_timeout_s=load_s, stall_timeout_s=stall_s)
+    return runtime.settings()
 
 
 def get_client(backend: Backend) -> OllamaClient:
-    settings = get_settings()
-    return _client_for(backend, settings.connect_timeout_s, settings.load_timeout_s, settings.stall_timeout_s)
+    return runtime.client(backend)
 
 
 def current_backend() -> Backend:
     """The backend this browser session chose (the first configured one by default)."""
-    settings = get_settings()
+    settings = runtime.settings()
     names = [b.name for b in settings.backends]
     chosen = st.session_state.get(BACKEND_KEY)
     if chosen not in names:
@@ -81,25 +85,42 @@ class BackendHealth:
     message: str = ""
     reason: str = ""
     headline: str = ""
+    down: str = ""  # "timeout" or "unreachable" when the backend is not answering at all
 
 
 @st.cache_data(ttl=5, show_spinner=False, max_entries=64)
 def backend_health(backend: Backend) -> BackendHealth:
-    """A quick version probe, cached for a few seconds so every rerun does not hit the backend."""
+    """A version probe within the page timeout, cached for a few seconds so every rerun does not wait on it."""
     try:
-        return BackendHealth(reachable=True, version=get_client(backend).version())
+        return BackendHealth(reachable=True, version=runtime.client(backend).version())
     except DashboardError as exc:
-        down = isinstance(exc, Unreachable | BackendTimeout)
-        headline = f"Ollama is not reachable at {backend.url}" if down else f"{backend.url} refused the health check"
+        down = "timeout" if isinstance(exc, BackendTimeout) else "unreachable" if isinstance(exc, Unreachable) else ""
+        headline = {"timeout": f"Ollama at {backend.url} is not answering",
+                    "unreachable": f"Ollama is not reachable at {backend.url}"}.get(
+                        down, f"{backend.url} refused the health check")
         return BackendHealth(reachable=False, message=user_message(exc), reason=getattr(exc, "message", str(exc)),
-                             headline=headline)
+                             headline=headline, down=down)
+
+
+def ensure_answering(backend: Backend) -> None:
+    """Raise the health check's error at once when the backend is known not to answer right now."""
+    health = backend_health(backend)
+    if health.down == "timeout":
+        raise BackendTimeout(health.reason, backend_url=backend.url)
+    if health.down == "unreachable":
+        raise Unreachable(health.reason, backend_url=backend.url)
 
 
 @st.cache_data(ttl=10, show_spinner=False, max_entries=64)
+def _installed_models(backend: Backend) -> list[InstalledModel]:
+    return runtime.client(backend).tags()
+
+
 def installed_models(backend: Backend) -> list[InstalledModel]:
-    return get_client(backend).tags()
+    ensure_answering(backend)
+    return _installed_models(backend)
 
 
 def refresh_backend_caches() -> None:
     backend_health.clear()
-    installed_models.clear()
+    _installed_models.clear()

@@ -1,4 +1,4 @@
-"""The product studio's Streamlit side: the process-wide batch manager, and what each mode renders.
+"""The product studio's Streamlit side: what each mode renders, and the live batch card.
 
 Model output and product fields are untrusted: text goes through ``sanitize_markdown`` (HTML off) or
 ``st.code``/``st.dataframe`` (plain text), labels through ``plain_label``. The batch progress card is a
@@ -16,62 +16,28 @@ from typing import Any
 
 import streamlit as st
 
-from components import session
-from components.auth import recheck_expiry
-from services.batch import BatchManager, Progress
-from services.catalog import (
-    LANGUAGES,
-    TASK_FIELDS,
-    TASK_TITLES,
-    TaskParams,
-    TaskResult,
-    Template,
-    TemplateStore,
-    allowed_placeholders,
-)
-from services.chat import PRESETS
-from services.config import Backend
-from services.db import Database
+from components import runtime, session
+from components.auth import enter_fragment
 from services.errors import DashboardError, user_message
-from services.ollama import ClientPool
+from services.ollama.options import PRESETS
 from services.safe_text import plain_label, sanitize_markdown
-from services.tabular import to_csv_bytes, to_xlsx_bytes
+from services.studio.batch import BatchManager, Progress
+from services.studio.engine import TaskResult
+from services.studio.tabular import to_csv_bytes, to_xlsx_bytes
+from services.studio.tasks import LANGUAGES, TASK_FIELDS, TASK_TITLES, TaskParams
+from services.studio.templates import Template, TemplateStore, allowed_placeholders
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
 
 
-# ---- process-wide state ----------------------------------------------------------------------------------
-
-
-@st.cache_resource(show_spinner=False)
-def _batch_manager(data_dir: str, backends: tuple[Backend, ...]) -> BatchManager:
-    """One per process, created on first use; it resumes the jobs a previous process left running."""
-    clients = ClientPool(session.get_settings())
-
-    def on_failure(job_id: str, idx: int, exc: BaseException) -> None:
-        log.error("batch %s row %d failed unexpectedly", job_id, idx + 1, exc_info=exc)
-
-    manager = BatchManager(Database.in_dir(Path(data_dir)), clients.get, on_failure=on_failure)
-    resumed = manager.resume_interrupted()
-    if resumed:
-        log.info("resumed batch jobs after a restart: %s", ", ".join(resumed))
-    return manager
-
-
 def batch_manager() -> BatchManager:
-    settings = session.get_settings()
-    return _batch_manager(str(settings.data_dir), settings.backends)
-
-
-@st.cache_resource(show_spinner=False)
-def _template_store(data_dir: str) -> TemplateStore:
-    return TemplateStore(Path(data_dir))
+    return runtime.batch_manager()
 
 
 def template_store() -> TemplateStore:
-    return _template_store(str(session.get_settings().data_dir))
+    return runtime.template_store()
 
 
 # ---- shared widgets ---------------------------------------------------------------------------------------
@@ -199,7 +165,7 @@ def render_job(manager: BatchManager, job_id: str) -> None:
 
 
 def _job_card(manager: BatchManager, job_id: str, was_running: bool) -> None:
-    recheck_expiry()  # fragment reruns skip app.py's sign-in gate
+    enter_fragment()  # fragment reruns skip app.py's sign-in gate
     try:
         job = manager.job(job_id)
         progress = manager.progress(job_id)
@@ -250,7 +216,7 @@ def _job_card(manager: BatchManager, job_id: str, was_running: bool) -> None:
             st.error(error, icon=":material/error:")
         only_failed = st.toggle("Only failed rows", key=f"studio.only_failed.{job_id}")
         frame = manager.rows(job_id, status="failed" if only_failed else None, limit=200)
-        st.dataframe(frame, hide_index=True, use_container_width=True, height=280,
+        st.dataframe(frame, hide_index=True, width="stretch", height=280,
                      column_config={"output": st.column_config.TextColumn("output", width="large"),
                                     "error": st.column_config.TextColumn("error", width="medium"),
                                     "duration_s": st.column_config.NumberColumn("seconds", format="%.2f")})

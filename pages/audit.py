@@ -7,18 +7,12 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from components import models as view
-from components import session
-from services.audit import ACTIONS
-from services.roles import Forbidden
+from components import runtime
+from components.router import enter_page
+from services.access.audit import ACTIONS
 
-try:
-    session.require_role("admin", "read the audit log")
-except Forbidden as exc:
-    st.error(str(exc), icon=":material/lock:")
-    st.stop()
-
-audit = view.get_audit_log()
+enter_page("audit")
+audit = runtime.audit_log()
 st.title("Audit log", anchor=False)
 st.caption("Every pull, delete, copy, load and unload made through this dashboard. Append-only.")
 

@@ -6,19 +6,13 @@ import streamlit as st
 
 from components import chat as chat_view
 from components import session
-from services.chat import (
-    CUSTOM,
-    MAX_PROMPT_CHARS,
-    PRESETS,
-    Conversation,
-    GenerationOptions,
-    parse_stop_sequences,
-    preset_for,
-    validate_prompt,
-)
+from components.router import enter_page
+from services.chat.conversation import MAX_PROMPT_CHARS, Conversation, validate_prompt
 from services.errors import DashboardError, user_message
-from services.roles import Forbidden
-from services.streaming import stream_updates
+from services.ollama.options import CUSTOM, PRESETS, GenerationOptions, parse_stop_sequences, preset_for
+from services.ollama.stream import stream_updates
+
+enter_page("chat")
 
 CONVERSATION_KEY = "chat.conversation"
 PRESET_KEY = "chat.preset"
@@ -41,12 +35,6 @@ def _mark_preset() -> None:
 def _clear(conversation: Conversation) -> None:
     conversation.clear()
 
-
-try:
-    session.require_role("operator", "use the chat playground")
-except Forbidden as exc:
-    st.error(str(exc), icon=":material/lock:")
-    st.stop()
 
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
@@ -77,15 +65,15 @@ top[1].segmented_control(
     format_func=str.capitalize,
     help="The seed's presets: classification 0.1/0.5/10, enrichment 0.7/0.9/40, creative 1.0/0.95/50.",
 )
-with top[2].popover("Conversation", icon=":material/forum:", use_container_width=True):
+with top[2].popover("Conversation", icon=":material/forum:", width="stretch"):
     st.download_button("Export Markdown", conversation.to_markdown(), file_name="conversation.md",
                        mime="text/markdown", icon=":material/download:", disabled=not conversation.turns,
-                       use_container_width=True)
+                       width="stretch")
     st.download_button("Export JSON", conversation.to_json(), file_name="conversation.json",
                        mime="application/json", icon=":material/download:", disabled=not conversation.turns,
-                       use_container_width=True, help="With model, digest, options and timings.")
+                       width="stretch", help="With model, digest, options and timings.")
     st.button("Clear conversation", icon=":material/delete_sweep:", on_click=_clear, args=(conversation,),
-              disabled=not conversation.turns, use_container_width=True)
+              disabled=not conversation.turns, width="stretch")
 
 with st.expander("Parameters and system prompt", icon=":material/tune:"):
     conversation.system_prompt = st.text_area(

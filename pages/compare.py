@@ -7,13 +7,14 @@ import random
 import streamlit as st
 
 from components import compare as view
-from components import session
-from services.chat import PRESETS
-from services.compare import MAX_MODELS, MIN_MODELS, SLOTS, ComparisonRun, Contestant, RoundSpec
-from services.decks import Deck, DeckLibrary, round_spec
+from components import runtime, session
+from components.router import enter_page
 from services.errors import DashboardError, InvalidInput, user_message
-from services.report import CompareSession, RoundRecord, Source, parse_report, render_html
+from services.ollama.options import PRESETS
 from services.safe_text import plain_label
+from services.stage.compare import MAX_MODELS, MIN_MODELS, SLOTS, ComparisonRun, Contestant, RoundSpec
+from services.stage.decks import Deck, round_spec
+from services.stage.report import CompareSession, RoundRecord, Source, parse_report, render_html
 
 SESSION_KEY = "compare.session"
 PENDING_KEY = "compare.pending"
@@ -27,10 +28,11 @@ SEP = "::"
 DEFAULTS = {"compare.preset": "enrichment", "compare.seed": 42, "compare.num_predict": 512,
             "compare.warm_up": True, "compare.blind": False, DECK_KEY: "product-tasks"}
 
+enter_page("compare")
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
-settings = session.get_settings()
-library = DeckLibrary(settings.data_dir)
+settings = runtime.settings()
+library = runtime.deck_library()
 current: CompareSession | None = st.session_state.get(SESSION_KEY)
 # A session's lineup is fixed once it has rounds (or came from a report), so its results stay comparable.
 locked = current is not None and (bool(current.rounds) or bool(current.replay_of))
@@ -295,6 +297,6 @@ if current is not None and current.rounds:
         disabled=not record.finished)
     if current.hidden:
         row[1].button("Reveal the models", icon=":material/visibility:", key="compare.reveal", on_click=_reveal,
-                      use_container_width=True)
+                      width="stretch")
     st.subheader("Tally", anchor=False)
     view.render_tally(current)

@@ -3,31 +3,26 @@ product, side by side on several models, or over a whole supplier file as a serv
 
 from __future__ import annotations
 
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import streamlit as st
 
 from components import session, studio
-from services.catalog import (
-    BATCH_TASKS,
-    TASK_FIELDS,
-    TASK_TITLES,
-    TASKS,
-    TaskParams,
-    TaskResult,
-    run_task,
-    suggest_mapping,
-)
+from components.router import enter_page
 from services.errors import DashboardError, InvalidInput, user_message
-from services.ollama import OllamaClient
+from services.ollama.client import OllamaClient
 from services.safe_text import plain_label
-from services.tabular import MAX_UPLOAD_BYTES, Table, read_csv_bytes, read_table
+from services.studio.engine import TaskResult, run_task
+from services.studio.tabular import MAX_UPLOAD_BYTES, Table, read_csv_bytes, read_table
+from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TASK_TITLES, TASKS, TaskParams, suggest_mapping
 
 MODES = {"single": "Single product", "compare": "Compare models", "batch": "Batch", "templates": "Templates"}
 NONE = "— not mapped —"
 DEFAULT_ROW_SECONDS = 3.0
 
+enter_page("descriptions")
 backend = session.current_backend()
 store = studio.template_store()
 st.title("Product studio", anchor=False)
@@ -157,7 +152,9 @@ def compare_mode() -> None:
             session.require_role("operator", "compare models")
             client = session.get_client(backend)  # cached resources are read here, not in the pool's threads
             with st.spinner(f"Running {template.ref} on {len(chosen)} models…"), ThreadPoolExecutor(3) as pool:
-                futures = [pool.submit(run_one, m, task, template, inputs, params, client) for m in chosen]
+                # Each worker runs in a copy of this run's context: the person acting (a gateway token) goes along.
+                futures = [pool.submit(contextvars.copy_context().run, run_one, m, task, template, inputs, params,
+                                       client) for m in chosen]
                 st.session_state["studio.compare.results"] = [f.result() for f in futures]
         except DashboardError as exc:
             st.error(user_message(exc), icon=":material/error:")
@@ -214,7 +211,7 @@ def batch_setup(table: Table) -> None:
             index=options.index(default) if default in options else 0)
         mapping[spec.name] = None if choice == NONE else choice
     st.markdown("**Preview** (first rows)")
-    st.dataframe(table.frame.head(5), hide_index=True, use_container_width=True)
+    st.dataframe(table.frame.head(5), hide_index=True, width="stretch")
     manager = studio.batch_manager()
     per_row = manager.average_row_seconds(task, model) if model else None
     basis = "measured on earlier runs" if per_row else f"assuming about {DEFAULT_ROW_SECONDS:.0f} s per row"

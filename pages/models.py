@@ -6,8 +6,10 @@ import streamlit as st
 
 from components import models as view
 from components import session
+from components.router import enter_page
+from services.access.roles import allows
 from services.errors import DashboardError, user_message
-from services.model_ops import (
+from services.models.operations import (
     KEEP_ALIVE_CHOICES,
     SORT_ORDERS,
     copy_model,
@@ -17,17 +19,12 @@ from services.model_ops import (
     installed_rows,
     load_model,
 )
-from services.ollama import InstalledModel
-from services.roles import Forbidden, allows
+from services.ollama.wire import InstalledModel
 from services.safe_text import plain_label
 
 PULL_NAME_KEY = "models.pull_name"
 
-try:
-    identity = session.require_role("operator", "open the Models page")
-except Forbidden as exc:
-    st.error(str(exc), icon=":material/lock:")
-    st.stop()
+identity = enter_page("models")
 is_admin = allows(identity.role, "admin")
 backend = session.current_backend()
 settings = session.get_settings()

@@ -8,18 +8,15 @@ from __future__ import annotations
 import streamlit as st
 
 from components import monitoring as view
-from components import session
+from components import runtime
+from components.router import enter_page
 
 RANGE_KEY = "monitoring.range"
 
-settings = session.get_settings()
-monitoring = view.ensure_started()
+enter_page("monitoring")
+settings = runtime.settings()
+monitoring = runtime.monitoring()
 kiosk = st.query_params.get("kiosk") == "1"
-
-if monitoring is None:
-    st.error("Monitoring could not start; the reason is in the server log. It is retried on the next visit.",
-             icon=":material/monitor_heart:")
-    st.stop()
 
 if kiosk:
     view.render_kiosk(monitoring, settings)

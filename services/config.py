@@ -19,6 +19,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from services.errors import InvalidInput
+from services.resources import PANELS_FILE
 
 BackendKind = Literal["ollama", "ollama-cloud", "gateway"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("ollama", "ollama-cloud", "gateway")
@@ -131,6 +132,7 @@ class Settings:
     backends: tuple[Backend, ...]
     data_dir: Path
     connect_timeout_s: float = 5.0
+    page_timeout_s: float = 5.0
     load_timeout_s: float = 600.0
     stall_timeout_s: float = 120.0
     stream_interval_s: float = 0.05
@@ -147,7 +149,7 @@ class Settings:
     canary_interval_s: float = 300.0
     canary_timeout_s: float = 60.0
     kiosk_refresh_s: float = 5.0
-    panels_file: Path = Path("monitoring/panels.toml")
+    panels_file: Path = PANELS_FILE
     prometheus_timeout_s: float = 5.0
 
     def backend(self, name: str) -> Backend:
@@ -237,11 +239,15 @@ def load_backends(env: Mapping[str, str]) -> tuple[Backend, ...]:
     path = env.get("DASHBOARD_BACKENDS_FILE", "").strip()
     if path:
         return _backends_from_file(Path(path), env)
-    backends = [Backend(name="local", kind="ollama", url=parse_ollama_host(env.get("OLLAMA_HOST")))]
+    # The same validation as the backends file: OLLAMA_HOST must not name a metadata service or carry credentials.
+    try:
+        local_url = validate_backend_url(parse_ollama_host(env.get("OLLAMA_HOST")))
+    except InvalidInput as exc:
+        raise InvalidInput(f"OLLAMA_HOST is refused: {exc}") from None
+    backends = [Backend(name="local", kind="ollama", url=local_url)]
     if env.get("OLLAMA_API_KEY"):
-        backends.append(
-            Backend(name="ollama-cloud", kind="ollama-cloud", url=OLLAMA_CLOUD_URL, api_key=env["OLLAMA_API_KEY"])
-        )
+        backends.append(Backend(name="ollama-cloud", kind="ollama-cloud", url=validate_backend_url(OLLAMA_CLOUD_URL),
+                                api_key=env["OLLAMA_API_KEY"]))
     return tuple(backends)
 
 
@@ -329,6 +335,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backends=load_backends(env),
         data_dir=Path(env.get("DASHBOARD_DATA_DIR", "").strip() or "data"),
         connect_timeout_s=_float(env, "DASHBOARD_CONNECT_TIMEOUT", 5.0),
+        page_timeout_s=_float(env, "DASHBOARD_PAGE_TIMEOUT", 5.0),
         load_timeout_s=_float(env, "DASHBOARD_LOAD_TIMEOUT", 600.0),
         stall_timeout_s=_float(env, "DASHBOARD_STALL_TIMEOUT", 120.0),
         stream_interval_s=_float(env, "DASHBOARD_STREAM_INTERVAL_MS", 50.0) / 1000.0,
@@ -345,6 +352,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         canary_interval_s=_float(env, "DASHBOARD_CANARY_INTERVAL", 300.0),
         canary_timeout_s=_float(env, "DASHBOARD_CANARY_TIMEOUT", 60.0),
         kiosk_refresh_s=_float(env, "DASHBOARD_KIOSK_REFRESH_S", 5.0),
-        panels_file=Path(env.get("DASHBOARD_PANELS_FILE", "").strip() or "monitoring/panels.toml"),
+        panels_file=Path(env.get("DASHBOARD_PANELS_FILE", "").strip() or PANELS_FILE),
         prometheus_timeout_s=_float(env, "DASHBOARD_PROMETHEUS_TIMEOUT", 5.0),
     )

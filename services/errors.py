@@ -1,14 +1,21 @@
-"""The dashboard's own exception tree: the only place transport and status errors are translated.
+"""The dashboard's one exception tree: every exception class it defines lives here.
 
 Every call to a backend ends in one of these, never in an ``httpx`` or ``json`` exception, so pages
 catch ``DashboardError`` and show ``user_message(exc)``; no traceback reaches a user.
 
     DashboardError
-    ├── InvalidInput              rejected before any request (bad model name, empty prompt, ...)
+    ├── InvalidInput              refused before any work (bad model name, over-long prompt, upload over its limits)
+    ├── ConfigError               the configuration is unusable: the dashboard refuses to start with it
+    ├── AuthError                 a sign-in token was refused (``reason``: not signed in, expired, forbidden, invalid)
+    ├── Forbidden                 the signed-in role does not allow this action
+    ├── OutputRejected            a model answered, but the answer failed a task's checks
+    ├── Cancelled                 work stopped because someone asked
+    ├── QueryFailed               a Prometheus panel's query gave no data (the message is what the panel shows)
+    ├── StreamFailed              a stream failed after some output: ``cause`` says why, ``partial`` keeps what came
     └── BackendError              something went wrong talking to a backend
         ├── TransportError        no usable HTTP response
         │   ├── Unreachable       connection refused, DNS failure, TLS failure
-        │   ├── BackendTimeout    connect timed out, or the stream stalled
+        │   ├── BackendTimeout    connect timed out, the host accepted and never answered, or the stream stalled
         │   └── StreamInterrupted the stream ended without ``done: true`` or was cut mid-line
         └── ResponseError         the backend answered with an error (``status_code``; -1 when in-band)
             ├── BadRequest        400: invalid options, unsupported capability, ...
@@ -21,17 +28,28 @@ catch ``DashboardError`` and show ``user_message(exc)``; no traceback reaches a 
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 __all__ = [
+    "REASON_TITLES",
+    "AuthError",
     "BackendError",
     "BackendTimeout",
     "BadRequest",
     "Busy",
+    "Cancelled",
+    "ConfigError",
     "DashboardError",
+    "Forbidden",
     "InBandError",
     "InvalidInput",
     "ModelNotFound",
+    "OutputRejected",
+    "QueryFailed",
+    "Reason",
     "ResponseError",
     "ServerError",
+    "StreamFailed",
     "StreamInterrupted",
     "TransportError",
     "Unauthorized",
@@ -47,6 +65,57 @@ class DashboardError(Exception):
 
 class InvalidInput(DashboardError):
     """Input refused before any request was made."""
+
+
+class ConfigError(DashboardError):
+    """The configuration (keys, backends, files the app needs) is unusable; the dashboard must not start."""
+
+
+Reason = Literal["not_signed_in", "expired", "forbidden", "invalid"]
+REASON_TITLES: dict[Reason, str] = {
+    "not_signed_in": "Not signed in",
+    "expired": "Session expired",
+    "forbidden": "Not allowed",
+    "invalid": "Invalid token",
+}
+
+
+class AuthError(DashboardError):
+    """A token was refused. ``reason`` picks the page shown; ``message`` is for the person."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+        self.message = message
+
+    @property
+    def title(self) -> str:
+        return REASON_TITLES[self.reason]
+
+
+class Forbidden(DashboardError):
+    """The signed-in person's role does not allow this action."""
+
+
+class OutputRejected(DashboardError):
+    """The model answered, but the answer failed a check; the message says which."""
+
+
+class Cancelled(DashboardError):
+    """The work was cancelled before it finished."""
+
+
+class QueryFailed(DashboardError):
+    """A panel's query did not produce data; the message is what the panel shows."""
+
+
+class StreamFailed(DashboardError):
+    """A stream failed after some output: ``cause`` is the backend error, ``partial`` what had arrived."""
+
+    def __init__(self, cause: BackendError, partial: Any) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.partial = partial
 
 
 class BackendError(DashboardError):
@@ -142,15 +211,19 @@ def user_message(exc: BaseException) -> str:
     """One clear sentence for a person, with what to do next. Never a traceback."""
     where = getattr(exc, "backend_url", "") or "the backend"
     detail = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
-    if isinstance(exc, InvalidInput):
+    if isinstance(exc, StreamFailed):
+        return user_message(exc.cause)
+    if isinstance(exc, InvalidInput | ConfigError | Forbidden | OutputRejected | Cancelled | QueryFailed):
         return str(exc)
+    if isinstance(exc, AuthError):
+        return f"{exc.title}: {exc.message}"
     if isinstance(exc, Unreachable):
         return (
             f"Ollama is not reachable at {where}. Check that it is running (`ollama serve`) and that "
             "OLLAMA_HOST or the backends file points at it."
         )
     if isinstance(exc, BackendTimeout):
-        return f"{where} did not answer in time ({detail}). It may be loading a large model or overloaded."
+        return f"{where} is not answering ({detail}). It may be loading a large model, overloaded or stuck."
     if isinstance(exc, StreamInterrupted):
         return f"The reply from {where} was cut off before it finished ({detail}). What arrived is kept."
     if isinstance(exc, ModelNotFound):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 if TYPE_CHECKING:
-    from services.ollama import GenerationStats
+    from services.ollama.wire import GenerationStats
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

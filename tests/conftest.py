@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.config import Backend
-from services.ollama import OllamaClient
+from services.ollama.client import OllamaClient
 from tests.standin import StandinServer
 
 

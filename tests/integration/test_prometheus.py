@@ -1,5 +1,5 @@
 """A real Prometheus (Debian's /usr/bin/prometheus) scraping the dashboard's exporter every second, read back
-through the dashboard's own panels (services.prometheus) with the shipped panels file."""
+through the dashboard's own panels (services.monitoring.prometheus) with the shipped panels file."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services import exporter
 from services.config import Backend, Settings
 from services.metrics import record_generation
-from services.prometheus import Panel, PanelRunner, PrometheusSource, load_panels
+from services.monitoring.exporter import start_exporter
+from services.monitoring.prometheus import Panel, PanelRunner, PrometheusSource, load_panels
 from tests.e2e.conftest import free_port
 from tests.standin import StandinServer
 
@@ -34,12 +34,11 @@ class RunningPrometheus:
 
 @pytest.fixture(scope="module")
 def exporter_port() -> Iterator[int]:
-    exporter.reset_for_tests()
     port = free_port()
-    started = exporter.start_exporter(port)
+    started = start_exporter(port)
     assert started.running, started.error
     yield port
-    exporter.reset_for_tests()
+    started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +84,7 @@ def test_panels_read_back_real_scraped_data(prometheus: RunningPrometheus, tmp_p
         server.state.mark_loaded("llama3.2:1b", "5m")
         settings = Settings(backends=(Backend(name="integration", kind="ollama", url=server.url),),
                             data_dir=tmp_path, metrics_port=0)
-        from services.probe import Prober
+        from services.monitoring.probe import Prober
 
         prober = Prober(settings)
         # Traffic over several scrapes, so rates and the histogram quantile have two points to compare.

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from tests.standin import StandinServer
@@ -24,15 +23,6 @@ def app_env(standin: StandinServer, monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.delenv("DASHBOARD_BACKENDS_FILE", raising=False)
     monkeypatch.delenv("OLLAMA_API_KEY", raising=False)
     monkeypatch.chdir(ROOT)
-    # AppTest resets this flag before every run and PagesManager sets it again because pages/ exists, which
-    # would run a page without app.py (Streamlit's v1 mode). serve.py turns it off in production; same here.
-    original_init = PagesManager.__init__
-
-    def init_without_pages_directory(self: PagesManager, *args: object, **kwargs: object) -> None:
-        original_init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init_without_pages_directory)
     st.cache_resource.clear()
     st.cache_data.clear()
     yield standin

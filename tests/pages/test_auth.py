@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import time
 from pathlib import Path
@@ -14,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from components.auth import FORM_TOKEN_KEY, REFUSAL_KEY, TOKEN_PARAM
 from components.session import IDENTITY_KEY, Identity
-from services.roles import ROLES, allows
+from services.access.pages import PAGES
+from services.access.roles import ROLES, allows
 from tests.standin import StandinServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +22,8 @@ SECRET = "p" * 48
 
 
 def declared_pages() -> list[tuple[str, str]]:
-    """(path, least role) of every entry in app.py's PAGES, read without running the script."""
-    tree = ast.parse((ROOT / "app.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "PAGES":
-            return [(entry[0], entry[4]) for entry in ast.literal_eval(node.value)]
-    raise AssertionError("app.py has no PAGES list")
+    """(path, least role) of every page in the registry the router builds its navigation from."""
+    return [(spec.script, spec.least_role) for spec in PAGES]
 
 
 def token(role: Any = "viewer", sub: str = "vera", **overrides: Any) -> str:
@@ -193,14 +189,14 @@ def test_an_auto_refreshing_fragment_ends_an_expired_session(keyed: StandinServe
     def script() -> None:
         import streamlit as st
 
-        from components.auth import recheck_expiry
+        from components.auth import enter_fragment
 
         st.session_state.setdefault("runs", 0)
         st.session_state["runs"] += 1
 
         @st.fragment
         def tile() -> None:
-            recheck_expiry()
+            enter_fragment()
             st.write("fleet status")
 
         tile()
@@ -221,7 +217,7 @@ def test_viewer_calling_an_admin_action_directly_is_refused_server_side(keyed: S
         import streamlit as st
 
         from components.session import IDENTITY_KEY, Identity, require_role
-        from services.roles import Forbidden
+        from services.errors import Forbidden
 
         st.session_state[IDENTITY_KEY] = Identity(subject="wall-1", role="viewer")
         for needed, action in (("admin", "delete a model"), ("operator", "unload a model"), ("viewer", "look")):
@@ -243,7 +239,7 @@ def test_no_default_admin_when_a_key_is_configured(keyed: StandinServer) -> None
         import streamlit as st
 
         from components.session import require_role
-        from services.roles import Forbidden
+        from services.errors import Forbidden
 
         try:
             require_role("viewer", "look")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from streamlit.testing.v1 import AppTest
 
-from services.report import CompareSession
+from services.stage.report import CompareSession
 from tests.standin import StandinServer
 
 COMPARE = "pages/compare.py"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from services.batch import BatchManager
-from services.catalog import TaskParams, TemplateStore
 from services.db import Database
-from services.tabular import read_table_file
+from services.studio.batch import BatchManager
+from services.studio.tabular import read_table_file
+from services.studio.tasks import TaskParams
+from services.studio.templates import TemplateStore
 from tests.standin import StandinServer
 
 PAGE = "pages/descriptions.py"

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components.session import IDENTITY_KEY, Identity
-from services.audit import AuditLog
+from services.access.audit import AuditLog
 from services.db import Database
 from tests.standin import StandinServer
 

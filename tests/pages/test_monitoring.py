@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services import exporter
+from components import runtime
 from tests.standin import StandinServer
 
 
@@ -20,15 +19,11 @@ def own_monitoring(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("DASHBOARD_PROBE_INTERVAL", "0.2")
     monkeypatch.setenv("DASHBOARD_PROBE_TIMEOUT", "1")
     yield
-    exporter.stop_monitoring()
 
 
 def wait_for_probe(at: AppTest, backends: int = 1) -> AppTest:
-    monitoring = exporter.current_monitoring()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (monitoring is None or len(monitoring.prober.latest()) < backends):
-        time.sleep(0.05)
-        monitoring = exporter.current_monitoring()
+    monitoring = runtime.monitoring()
+    monitoring.prober.wait_for_round(backends, timeout_s=10)
     return at.run()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.audit import MAX_FIELD, AuditLog
+from services.access.audit import MAX_FIELD, AuditLog
 from services.db import Database
 
 

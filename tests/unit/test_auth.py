@@ -22,9 +22,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from services import auth
-from services.auth import AuthConfig, AuthConfigError, AuthError, load_auth_config, mint_token, verify_token
-from services.errors import DashboardError
+from services.access import startup, tokens
+from services.access.tokens import AuthConfig, AuthConfigError, load_auth_config, mint_token, verify_token
+from services.errors import AuthError, ConfigError, DashboardError
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "k" * 41 + "-test-secret-0123456789"  # 64 bytes: enough for HS512 too, so that case is about alg
@@ -124,7 +124,7 @@ def test_bad_tokens_are_refused_with_a_precise_reason(
     keys: Keys, caplog: pytest.LogCaptureFixture, case: str, make: Callable[[Keys], str], reason: str, words: str
 ) -> None:
     token = make(keys)
-    caplog.set_level(logging.INFO, logger="services.auth")
+    caplog.set_level(logging.INFO, logger="services.access.tokens")
     with pytest.raises(AuthError) as refused:
         verify_token(token, HS_CONFIG, source="form")
     assert refused.value.reason == reason, refused.value.message
@@ -151,7 +151,7 @@ def test_small_clock_skew_is_tolerated_but_no_more() -> None:
     assert verify_token(hs(claims(exp=now - 10)), HS_CONFIG).subject == "alice"
     assert verify_token(hs(claims(iat=now + 10)), HS_CONFIG).subject == "alice"
     with pytest.raises(AuthError, match="expired"):
-        verify_token(hs(claims(exp=now - auth.LEEWAY_S - 5)), HS_CONFIG)
+        verify_token(hs(claims(exp=now - tokens.LEEWAY_S - 5)), HS_CONFIG)
 
 
 def test_bearer_prefix_and_whitespace_are_accepted() -> None:
@@ -286,12 +286,12 @@ def test_mint_round_trip_and_public_key_cannot_mint(keys: Keys) -> None:
 @pytest.mark.parametrize("text", ["", "-5m", "30y", "1.5h", "999d", "0"])
 def test_bad_ttls(text: str) -> None:
     with pytest.raises(ValueError):
-        auth.parse_ttl(text)
+        tokens.parse_ttl(text)
 
 
 def _cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_JWT")}
-    return subprocess.run([sys.executable, "-m", "services.auth", *args], cwd=ROOT, env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "services.access", *args], cwd=ROOT, env={**clean, **env},
                           input=stdin, capture_output=True, text=True, timeout=60)
 
 
@@ -337,13 +337,32 @@ STARTUP_CASES: list[tuple[list[str], dict[str, str], str | None]] = [
 @pytest.mark.parametrize(("argv", "env", "address"), STARTUP_CASES)
 def test_startup_refuses_open_mode_off_loopback(argv: list[str], env: dict[str, str], address: str | None) -> None:
     if address is None:
-        with pytest.raises(AuthConfigError):
-            auth.startup_args(argv, env)
+        with pytest.raises(ConfigError):
+            startup.startup_args(argv, env)
         return
-    args, line = auth.startup_args(argv, env)
-    found = auth._server_address(args, env)
+    args, check = startup.startup_args(argv, env)
+    found = startup.server_address(args, env)
     assert found == address or (found is None and address == "0.0.0.0")
-    assert ("OPEN LOCAL MODE" in line) == ("DASHBOARD_JWT_SECRET" not in env)
+    assert ("OPEN LOCAL MODE" in check.line) == ("DASHBOARD_JWT_SECRET" not in env)
+
+
+@pytest.mark.parametrize("address", [None, "", "0.0.0.0", "10.0.0.7", "::"])
+def test_every_start_refuses_open_mode_off_loopback(address: str | None) -> None:
+    """The server's lifespan runs the same check with the address it listens on (`streamlit run app.py`)."""
+    with pytest.raises(ConfigError, match="only serves on loopback"):
+        startup.check_start({}, address=address)
+
+
+def test_every_start_refuses_a_short_secret_and_two_keys() -> None:
+    with pytest.raises(AuthConfigError, match="at least 32"):
+        startup.check_start({"DASHBOARD_JWT_SECRET": "x" * 31}, address="0.0.0.0")
+    with pytest.raises(AuthConfigError, match="exactly one"):
+        startup.check_start({"DASHBOARD_JWT_SECRET": SECRET, "DASHBOARD_JWT_PUBLIC_KEY": "pem"}, address="0.0.0.0")
+
+
+def test_every_start_refuses_a_refused_ollama_host() -> None:
+    with pytest.raises(ConfigError, match="OLLAMA_HOST is refused"):
+        startup.check_start({"OLLAMA_HOST": "169.254.169.254", "DASHBOARD_JWT_SECRET": SECRET}, address="0.0.0.0")
 
 
 def test_serve_py_refuses_to_start_open_on_all_interfaces() -> None:

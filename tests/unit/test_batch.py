@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from services.batch import BatchManager, result_column_names
-from services.catalog import TaskParams, TemplateStore
 from services.config import Backend
 from services.db import Database
 from services.errors import InvalidInput
-from services.ollama import OllamaClient
-from services.tabular import Table, read_table
+from services.ollama.client import OllamaClient
+from services.studio.batch import BatchManager, result_column_names
+from services.studio.tabular import Table, read_table
+from services.studio.tasks import TaskParams
+from services.studio.templates import TemplateStore
 from tests.standin import StandinServer
 
 FR_REPLY = "Une robe élégante et fluide, parfaite pour vos soirées."

@@ -1,4 +1,4 @@
-"""``python -m services.batch`` as a scheduled job would run it: a subprocess against the stand-in."""
+"""``python -m services.studio.batch`` as a scheduled job would run it: a subprocess against the stand-in."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def run_cli(standin: StandinServer, tmp_path: Path, *args: str) -> subprocess.Co
     env = {**os.environ, "OLLAMA_HOST": standin.url, "DASHBOARD_DATA_DIR": str(tmp_path / "data"),
            "DASHBOARD_STALL_TIMEOUT": "2"}
     env.pop("DASHBOARD_BACKENDS_FILE", None)
-    return subprocess.run([sys.executable, "-m", "services.batch", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "services.studio", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -8,27 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from services.catalog import (
-    BATCH_TASKS,
-    PRESETS,
-    TASKS,
-    BackoffGate,
-    OutputRejected,
-    TaskParams,
-    Template,
-    TemplateStore,
-    build_request,
+from services.errors import InvalidInput, OutputRejected
+from services.ollama.client import OllamaClient
+from services.ollama.options import PRESETS
+from services.studio.checks import (
     category_candidates,
     check_output,
     classification_schema,
     extraction_schema,
     load_taxonomy,
-    render,
-    run_task,
-    suggest_mapping,
 )
-from services.errors import InvalidInput
-from services.ollama import OllamaClient
+from services.studio.engine import BackoffGate, build_request, run_task
+from services.studio.tasks import BATCH_TASKS, TASKS, TaskParams, suggest_mapping
+from services.studio.templates import Template, TemplateStore, render
 from tests.standin import StandinServer
 
 FR_REPLY = "Une robe rouge élégante et fluide, parfaite pour vos soirées de gala."

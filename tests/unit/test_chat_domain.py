@@ -6,17 +6,9 @@ import json
 
 import pytest
 
-from services.chat import (
-    MAX_PROMPT_CHARS,
-    PRESETS,
-    Conversation,
-    GenerationOptions,
-    format_stats_line,
-    parse_stop_sequences,
-    preset_for,
-    validate_prompt,
-)
+from services.chat.conversation import MAX_PROMPT_CHARS, Conversation, format_stats_line, validate_prompt
 from services.errors import InvalidInput
+from services.ollama.options import PRESETS, GenerationOptions, parse_stop_sequences, preset_for
 
 
 def test_presets_are_the_seeds_table() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.decks import REPO_DECKS, Deck, DeckLibrary, DeckPrompt, parse_deck
 from services.errors import InvalidInput
+from services.stage.decks import REPO_DECKS, Deck, DeckLibrary, DeckPrompt, parse_deck
 
 
 def deck_json(**overrides: object) -> str:

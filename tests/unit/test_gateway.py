@@ -10,12 +10,14 @@ from typing import Any
 import jwt
 import pytest
 
-from services import auth
-from services.auth import AuthConfigError, AuthError, acting_as
+from services.access.acting import acting_as, bind_actor, current_actor
+from services.access.gateway import gateway_auth_headers
+from services.access.tokens import AuthConfigError
 from services.config import Backend, load_backends, validate_backend_url
-from services.errors import InvalidInput, TransportError, Unauthorized
-from services.ollama import OllamaClient, make_client
-from services.streaming import StreamPump
+from services.connections import connect
+from services.errors import AuthError, InvalidInput, TransportError, Unauthorized
+from services.ollama.client import OllamaClient
+from services.ollama.stream import StreamPump
 from tests.standin import StandinServer
 
 GATEWAY_SECRET = "g" * 40
@@ -31,16 +33,9 @@ def gateway(standin: StandinServer) -> Backend:
 
 @pytest.fixture
 def gateway_client(gateway: Backend) -> Iterator[OllamaClient]:
-    client = make_client(gateway, connect_timeout_s=2.0, load_timeout_s=30.0, stall_timeout_s=2.0)
+    client = connect(gateway, connect_timeout_s=2.0, load_timeout_s=30.0, stall_timeout_s=2.0)
     yield client
     client.close()
-
-
-@pytest.fixture(autouse=True)
-def no_session_fallback() -> Iterator[None]:
-    auth.set_actor_fallback(None)
-    yield
-    auth.set_actor_fallback(None)
 
 
 def token_claims(request: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +84,7 @@ def test_stream_headers_are_computed_when_the_stream_is_created(standin: Standin
     """The stream is opened on a reader thread (StreamPump) where the acting ContextVar is not set."""
     with acting_as("carol", "operator"):
         stream = gateway_client.chat("llama3.2:1b", [{"role": "user", "content": "hi"}])
-    assert auth.current_actor() is None
+    assert current_actor() is None
     pump = StreamPump(stream)
     done = False
     deadline = time.monotonic() + 20
@@ -132,25 +127,41 @@ def test_without_an_acting_person_nothing_is_sent(standin: StandinServer, gatewa
     assert standin.state.requests == []
 
 
-def test_the_session_fallback_names_the_person_in_fragment_reruns(standin: StandinServer,
-                                                                  gateway_client: OllamaClient) -> None:
-    auth.set_actor_fallback(lambda: ("dave", "admin"))
-    gateway_client.tags()
-    with acting_as("erin", "viewer"):  # an explicit binding wins over the session lookup
-        gateway_client.tags()
+def test_the_actor_resolver_names_the_person_when_no_binding_exists(standin: StandinServer,
+                                                                    gateway: Backend) -> None:
+    client = connect(gateway, connect_timeout_s=2.0, actor=lambda: ("dave", "admin"))
+    client.tags()
+    with acting_as("erin", "viewer"):  # an explicit binding wins over the resolver
+        client.tags()
+    client.close()
     assert [token_claims(r)["sub"] for r in standin.state.requests_to("/ai/models")] == ["dave", "erin"]
+
+
+def test_a_binding_made_by_the_router_lasts_for_the_thread(standin: StandinServer,
+                                                           gateway_client: OllamaClient) -> None:
+    """The router and every live fragment bind the signed-in person for the rest of their run."""
+
+    def script_run() -> None:
+        bind_actor("frank", "operator")
+        gateway_client.tags()
+
+    thread = threading.Thread(target=script_run)
+    thread.start()
+    thread.join(20)
+    assert current_actor() is None  # another thread's binding never leaks here
+    assert [token_claims(r)["sub"] for r in standin.state.requests_to("/ai/models")] == ["frank"]
 
 
 def test_the_gateway_refuses_a_token_signed_with_another_secret(standin: StandinServer, gateway: Backend) -> None:
     standin.state.configure(gateway_secret="x" * 40)
-    client = make_client(gateway, connect_timeout_s=2.0)
+    client = connect(gateway, connect_timeout_s=2.0)
     with acting_as("alice", "operator"), pytest.raises(Unauthorized):
         client.tags()
     client.close()
 
 
 def test_non_gateway_backends_get_no_token(standin: StandinServer, backend: Backend) -> None:
-    client = make_client(backend, connect_timeout_s=2.0)
+    client = connect(backend, connect_timeout_s=2.0)
     with acting_as("alice", "admin"):
         client.tags()
         list(client.chat("llama3.2:1b", [{"role": "user", "content": "hi"}]))
@@ -161,7 +172,7 @@ def test_non_gateway_backends_get_no_token(standin: StandinServer, backend: Back
 
 def test_cloud_backend_gets_its_api_key_not_a_minted_token(standin: StandinServer) -> None:
     cloud = Backend(name="cloud", kind="ollama-cloud", url=standin.url, api_key="cloud-key")
-    client = make_client(cloud, connect_timeout_s=2.0)
+    client = connect(cloud, connect_timeout_s=2.0)
     with acting_as("alice", "admin"):
         client.tags()
     client.close()
@@ -172,7 +183,7 @@ def test_a_redirect_to_another_host_is_refused_and_not_followed(gateway: Backend
     with StandinServer() as gateway_host, StandinServer() as elsewhere:
         gateway_host.state.configure(redirect_to=f"{elsewhere.url}/ai/models")
         moved = Backend(name="company", kind="gateway", url=gateway_host.url, gateway_secret=GATEWAY_SECRET)
-        client = make_client(moved, connect_timeout_s=2.0, stall_timeout_s=2.0)
+        client = connect(moved, connect_timeout_s=2.0, stall_timeout_s=2.0)
         with acting_as("alice", "operator"):
             with pytest.raises(TransportError, match="refused a redirect"):
                 client.tags()
@@ -186,7 +197,7 @@ def test_a_redirect_to_another_host_is_refused_and_not_followed(gateway: Backend
 
 def test_a_short_gateway_secret_is_refused(standin: StandinServer) -> None:
     weak = Backend(name="weak", kind="gateway", url=standin.url, gateway_secret="short")
-    client = make_client(weak, connect_timeout_s=2.0)
+    client = connect(weak, connect_timeout_s=2.0)
     with acting_as("alice", "operator"), pytest.raises(AuthConfigError, match="at least 32 bytes"):
         client.tags()
     client.close()
@@ -260,7 +271,7 @@ def test_a_process_wide_worker_can_act_under_a_named_service_subject(standin: St
                                                                      gateway: Backend) -> None:
     """The prober acts for nobody: it gets its own subject, never a person's left in a ContextVar."""
     client = OllamaClient(gateway, connect_timeout_s=2.0,
-                          auth_headers=auth.gateway_auth_headers(gateway, service="dashboard-prober"))
+                          auth_headers=gateway_auth_headers(gateway, service="dashboard-prober"))
     with acting_as("alice", "admin"):
         client.tags()
     client.close()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.audit import AuditLog
+from services.access.audit import AuditLog
 from services.db import Database
 from services.errors import InvalidInput, ModelNotFound
-from services.model_ops import (
+from services.models.operations import (
     ModelDetail,
     copy_model,
     delete_model,
@@ -23,7 +23,8 @@ from services.model_ops import (
     model_matrix,
     unload_model,
 )
-from services.ollama import InstalledModel, LoadedModel, OllamaClient
+from services.ollama.client import OllamaClient
+from services.ollama.wire import InstalledModel, LoadedModel
 from tests.standin import StandinServer
 
 

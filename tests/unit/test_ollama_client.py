@@ -11,14 +11,8 @@ import pytest
 
 from services import errors
 from services.config import Backend
-from services.ollama import (
-    ChatChunk,
-    GenerationStats,
-    LoadedModel,
-    OllamaClient,
-    normalize_keep_alive,
-    validate_model_name,
-)
+from services.ollama.client import OllamaClient
+from services.ollama.wire import ChatChunk, GenerationStats, LoadedModel, normalize_keep_alive, validate_model_name
 from tests.standin import BUSY_MESSAGE, StandinServer
 
 HELLO = [{"role": "user", "content": "hello there"}]

@@ -10,7 +10,7 @@ import pytest
 
 from services.config import Backend, Settings
 from services.metrics import REGISTRY
-from services.probe import Prober, Thresholds, _ProbeClient, probe_backend
+from services.monitoring.probe import Prober, Thresholds, _ProbeClient, probe_backend
 from tests.standin import StandinServer
 
 

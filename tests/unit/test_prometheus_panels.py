@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from services.errors import InvalidInput
-from services.prometheus import Panel, PanelRunner, PrometheusSource, load_panels, main, tidy
+from services.monitoring.prometheus import Panel, PanelRunner, PrometheusSource, load_panels, main, tidy
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = {"resultType": "matrix", "result": [

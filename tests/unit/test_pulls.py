@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from services.audit import AuditLog
+from services.access.audit import AuditLog
 from services.config import Backend
 from services.db import Database
 from services.errors import InvalidInput
-from services.ollama import OllamaClient
-from services.pulls import MAX_LAYERS, STATUS_HISTORY, PullManager, PullProgress, canonical_name
+from services.models.pulls import MAX_LAYERS, STATUS_HISTORY, PullManager, PullProgress, canonical_name
+from services.ollama.client import OllamaClient
 from tests.standin import StandinServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,8 +190,8 @@ import sys, time
 from pathlib import Path
 from services.config import Backend
 from services.db import Database
-from services.ollama import OllamaClient
-from services.pulls import PullManager
+from services.ollama.client import OllamaClient
+from services.models.pulls import PullManager
 backend = Backend(name="standin", kind="ollama", url=sys.argv[1])
 mgr = PullManager(Database.in_dir(Path(sys.argv[2])), lambda b: OllamaClient(b), [backend])
 snap, _ = mgr.start(backend, "mistral:7b", "carol")
@@ -257,7 +257,7 @@ def test_canonical_name() -> None:
 
 def test_finished_jobs_leave_memory_but_stay_in_sqlite(manager: PullManager, backend: Backend,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.pulls.KEEP_FINISHED_IN_MEMORY", 2)
+    monkeypatch.setattr("services.models.pulls.KEEP_FINISHED_IN_MEMORY", 2)
     ids = []
     for _ in range(4):
         snap, _ = manager.start(backend, "no-such-model:1b", "op")

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.compare import ComparisonRun, Contestant, RoundSpec, run_to_end
 from services.config import Backend
-from services.decks import DeckPrompt
 from services.errors import InvalidInput
-from services.ollama import OllamaClient
-from services.report import CompareSession, Source, parse_report, render_html
+from services.ollama.client import OllamaClient
+from services.stage.compare import ComparisonRun, Contestant, RoundSpec, run_to_end
+from services.stage.decks import DeckPrompt
+from services.stage.report import CompareSession, Source, parse_report, render_html
 from tests.standin import StandinServer
 
 PAYLOAD = ('<script>alert("x")</script> <img src="https://evil.example/pixel.png"> '

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.db import Database
-from services.probe import LoadedModelInfo, ProbeResult
-from services.store import GenerationCounter, ProbeStore
+from services.monitoring.history import GenerationCounter, ProbeStore
+from services.monitoring.probe import LoadedModelInfo, ProbeResult
 
 
 def result(backend: str, at: float, status: str = "online", latency: float | None = 10.0) -> ProbeResult:

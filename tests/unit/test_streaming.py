@@ -7,8 +7,9 @@ import time
 import pytest
 
 from services import errors, metrics
-from services.ollama import OllamaClient
-from services.streaming import StreamFailed, stream_updates
+from services.errors import StreamFailed
+from services.ollama.client import OllamaClient
+from services.ollama.stream import stream_updates
 from tests.standin import StandinServer
 
 HELLO = [{"role": "user", "content": "hello"}]

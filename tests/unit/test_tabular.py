@@ -10,7 +10,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from services.errors import InvalidInput
-from services.tabular import (
+from services.studio.tabular import (
     MAX_ROWS,
     neutralise,
     read_table,

@@ -22,11 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.audit import AuditLog
+from services.access.audit import AuditLog
 from services.config import Backend
 from services.db import Database
 from services.errors import DashboardError, InvalidInput, ModelNotFound, StreamInterrupted, user_message
-from services.ollama import NDJSONStream, OllamaClient, validate_model_name
+from services.ollama.client import OllamaClient
+from services.ollama.ndjson import NDJSONStream
+from services.ollama.wire import validate_model_name
 
 log = logging.getLogger(__name__)
 

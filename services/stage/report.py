@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from services.compare import MAX_MODELS, MIN_MODELS, SLOTS, ColumnSnapshot, Contestant, RoundSpec
 from services.config import Backend
-from services.decks import Deck, DeckPrompt, validate_options, validate_seed
 from services.errors import InvalidInput
-from services.ollama import validate_model_name
+from services.ollama.wire import validate_model_name
+from services.stage.compare import MAX_MODELS, MIN_MODELS, SLOTS, ColumnSnapshot, Contestant, RoundSpec
+from services.stage.decks import Deck, DeckPrompt, validate_options, validate_seed
 from services.uploads import load_json_document
 
 REPORT_FORMAT = "ollama-dashboard-comparison/1"

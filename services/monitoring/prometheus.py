@@ -366,7 +366,7 @@ class PanelRunner:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m services.prometheus --check [FILE]``: validate a panels file before deploying it."""
+    """``python -m services.monitoring.prometheus --check [FILE]``: validate a panels file before deploying it."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--check", nargs="?", const="monitoring/panels.toml", required=True, metavar="FILE")
     args = parser.parse_args(argv)

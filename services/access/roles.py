@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from services.errors import DashboardError
+from services.errors import Forbidden
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
-
-
-class Forbidden(DashboardError):
-    """The signed-in person's role does not allow this action."""
 
 
 def allows(role: str | None, needed: Role) -> bool:

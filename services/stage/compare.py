@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from services import metrics
 from services.config import Backend
 from services.errors import DashboardError, InvalidInput, ModelNotFound, user_message
-from services.ollama import ChatChunk, GenerationStats, InstalledModel, NDJSONStream, OllamaClient, validate_model_name
-from services.streaming import StreamPump
+from services.ollama.client import OllamaClient
+from services.ollama.ndjson import NDJSONStream
+from services.ollama.stream import StreamCollector, StreamPump
+from services.ollama.wire import GenerationStats, InstalledModel, validate_model_name
 
 log = logging.getLogger(__name__)
 
@@ -187,11 +188,8 @@ class _Column:
                                        backend=contestant.backend.name, backend_kind=contestant.backend.kind)
         self.prepare: Future[_Prepared] | None = None
         self.pump: StreamPump | None = None
+        self.collector: StreamCollector | None = None
         self.started_at = 0.0
-        self.final: dict[str, Any] = {}
-        self.content: list[str] = []
-        self.thinking: list[str] = []
-        self.recorded = False
         self.metadata_done = False
 
     def update(self, **changes: Any) -> None:
@@ -349,59 +347,53 @@ class ComparisonRun:
                 self._record(column, "error")
                 continue
             column.started_at = self._clock()
+            column.collector = StreamCollector(contestant.model, started=column.started_at,
+                                               record_metrics=self._record_metrics)
             column.pump = StreamPump(_StampedStream(stream, self._clock),  # type: ignore[arg-type]
                                      name=f"compare-{contestant.slot}")
             column.update(status="waiting")
 
     def _drain(self, column: _Column, now: float) -> None:
-        pump = column.pump
-        if pump is None or column.snapshot.terminal:
+        pump, collector = column.pump, column.collector
+        if pump is None or collector is None or column.snapshot.terminal:
             return
-        snap = column.snapshot
-        first, last, chunks = snap.first_token_s, snap.last_chunk_s, snap.chunks
         try:
             items, finished = pump.drain(0)
         except DashboardError as exc:
-            column.update(status="error", error=self._explain(column, exc), elapsed_s=now - column.started_at,
-                          content="".join(column.content), thinking="".join(column.thinking))
+            column.update(status="error", error=self._explain(column, exc), **self._figures(column, now))
             self._record(column, "error")
             return
         except Exception:
             log.exception("compare: stream of %s failed", column.contestant.model)
-            column.update(status="error", error=user_message(RuntimeError()), elapsed_s=now - column.started_at)
+            column.update(status="error", error=user_message(RuntimeError()), **self._figures(column, now))
             self._record(column, "error")
             return
         for item in items:
-            chunk = ChatChunk.from_line(item["line"])
-            at = item["at"] - column.started_at
-            if chunk.content or chunk.thinking:
-                if first is None:
-                    first = at
-                chunks += 1
-                last = at
-                column.content.append(chunk.content)
-                column.thinking.append(chunk.thinking)
-            if chunk.done:
-                column.final = dict(item["line"])
-        changes: dict[str, Any] = {"first_token_s": first, "last_chunk_s": last, "chunks": chunks,
-                                   "elapsed_s": now - column.started_at}
-        if items:
-            changes["content"] = "".join(column.content)
-            changes["thinking"] = "".join(column.thinking)
-        if column.final:
-            changes["status"] = "done"
-            changes["stats"] = GenerationStats.from_final(column.final, ttft_s=first, wall_s=last)
-            column.update(**changes)
+            collector.feed(item["line"], item["at"])
+        changes = self._figures(column, now, text=bool(items))
+        if collector.done:
+            column.update(status="done", stats=collector.stats, **changes)
             self._record(column, "success")
             return
         if finished:
-            changes.update(status="error", error="The stream ended without its final line; what arrived is kept.")
-            column.update(**changes)
+            column.update(status="error", error="The stream ended without its final line; what arrived is kept.",
+                          **changes)
             self._record(column, "error")
             return
-        if first is not None:
-            changes["status"] = "streaming"
-        column.update(**changes)
+        column.update(status="streaming" if not collector.waiting else column.snapshot.status, **changes)
+
+    @staticmethod
+    def _figures(column: _Column, now: float, *, text: bool = True) -> dict[str, Any]:
+        """The collector's figures for a snapshot (the text only when it changed: joining it costs)."""
+        collector = column.collector
+        figures: dict[str, Any] = {"elapsed_s": now - (column.started_at or now)}
+        if collector is None:
+            return figures
+        figures.update(first_token_s=collector.first_token_s, last_chunk_s=collector.last_chunk_s,
+                       chunks=collector.chunks)
+        if text:
+            figures.update(content=collector.content, thinking=collector.thinking)
+        return figures
 
     @staticmethod
     def _explain(column: _Column, exc: DashboardError) -> str:
@@ -412,13 +404,12 @@ class ComparisonRun:
         return user_message(exc)
 
     def _record(self, column: _Column, status: str) -> None:
-        if column.recorded or not self._record_metrics:
-            column.recorded = True
-            return
-        column.recorded = True
-        snap = column.snapshot
-        metrics.record_generation(model=snap.model, status=status, duration_s=snap.elapsed_s,
-                                  ttft_s=snap.first_token_s, stats=snap.stats)
+        """Count the column's request once, through its collector (one made for a column that never streamed)."""
+        now = self._clock()
+        if column.collector is None:
+            column.collector = StreamCollector(column.contestant.model, started=column.started_at or now,
+                                               record_metrics=self._record_metrics)
+        column.collector.finish(status, now)
 
     def poll(self) -> list[ColumnSnapshot]:
         """Advance every column by what has arrived so far, without waiting on any of them."""
@@ -481,9 +472,10 @@ class ComparisonRun:
                 if column.pump is not None:
                     column.pump.cancel()
                 if not column.snapshot.terminal:
-                    column.update(status="stopped", content="".join(column.content),
-                                  thinking="".join(column.thinking),
-                                  elapsed_s=now - (column.started_at or self.t0 or now))
+                    figures = self._figures(column, now)
+                    if not column.started_at:
+                        figures["elapsed_s"] = now - (self.t0 or now)
+                    column.update(status="stopped", **figures)
                     self._record(column, "stopped")
             self._executor.shutdown(wait=False, cancel_futures=True)
             return self.snapshots()

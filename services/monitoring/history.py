@@ -27,7 +27,7 @@ import pandas as pd
 from prometheus_client import CollectorRegistry
 
 from services.db import Database
-from services.probe import ProbeResult
+from services.monitoring.probe import ProbeResult
 
 logger = logging.getLogger(__name__)
 

@@ -12,44 +12,32 @@ continues: finished rows are never sent again. ``cancel`` stops a job at once (i
 aborted; their rows go back to pending, so ``resume`` can continue later); ``retry_failed`` re-runs only
 the failed rows.
 
-Command line, for scheduled jobs (same engine, same checks)::
-
-    python -m services.batch --input products.csv --output out.csv --task description --model llama3.2:1b
+The same engine runs headless from ``python -m services.studio`` (``services.studio.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import queue
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from services.auth import acting_as
-from services.catalog import (
-    BATCH_TASKS,
-    LANGUAGES,
-    TASK_FIELDS,
-    BackoffGate,
-    TaskParams,
-    Template,
-    TemplateStore,
-    run_task,
-    suggest_mapping,
-)
+from services.access.acting import acting_as
 from services.db import Database
 from services.errors import DashboardError, InvalidInput, user_message
-from services.ollama import NDJSONStream, OllamaClient, validate_model_name
-from services.tabular import Table, require_columns
+from services.ollama.client import OllamaClient
+from services.ollama.ndjson import NDJSONStream
+from services.ollama.wire import validate_model_name
+from services.studio.engine import BackoffGate, run_task
+from services.studio.tabular import Table, require_columns
+from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TaskParams
+from services.studio.templates import Template
 
 MAX_CONCURRENCY = 16
 PAGE_SIZE = 256
@@ -543,118 +531,3 @@ def _job_from_row(row: Any) -> JobInfo:
     )
 
 
-# ---- command line --------------------------------------------------------------------------------------
-
-
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m services.batch",
-        description="Run a product-studio task over every row of a CSV/XLSX file, with the dashboard's engine "
-                    "and checks. Exit status 0 only when every row succeeded.",
-    )
-    parser.add_argument("--input", required=True, help="CSV or XLSX file with a header row")
-    parser.add_argument("--output", required=True, help="where to write the results (.csv or .xlsx); every "
-                        "input column is kept and result columns are added")
-    parser.add_argument("--task", required=True, choices=BATCH_TASKS)
-    parser.add_argument("--model", required=True, help="an installed model, e.g. llama3.2:1b")
-    parser.add_argument("--backend", help="backend name from the configuration (default: the first one)")
-    parser.add_argument("--concurrency", type=int, default=2, help=f"requests in flight, 1-{MAX_CONCURRENCY} "
-                        "(default 2; match the server's OLLAMA_NUM_PARALLEL)")
-    parser.add_argument("--language", choices=sorted(LANGUAGES), default="fr", help="output language (default fr)")
-    parser.add_argument("--tone", default="elegant", help="tone of descriptions (default elegant)")
-    parser.add_argument("--max-sentences", type=int, default=2)
-    parser.add_argument("--max-chars", type=int, default=300)
-    parser.add_argument("--template-version", type=int, help="template version (default: the latest)")
-    parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
-                        help="map a task field to a column (repeatable); unmapped fields are matched by name")
-    parser.add_argument("--data-dir", help="the dashboard's data directory (default: DASHBOARD_DATA_DIR or ./data)")
-    parser.add_argument("--quiet", action="store_true", help="print only the summary")
-    return parser.parse_args(argv)
-
-
-def _write_output(path: Path, frame: pd.DataFrame) -> None:
-    """Write to a temporary file and rename, so a crash never leaves a half-written result."""
-    from services.tabular import to_csv_bytes, to_xlsx_bytes
-
-    data = to_xlsx_bytes(frame) if path.suffix.lower() in (".xlsx", ".xlsm") else to_csv_bytes(frame)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)
-
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
-    from services.config import load_settings
-    from services.ollama import make_client
-    from services.tabular import read_table_file
-
-    try:
-        settings = load_settings()
-        data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
-        backend = settings.backend(args.backend) if args.backend else settings.backends[0]
-        table = read_table_file(args.input)
-        store = TemplateStore(data_dir)
-        template = store.get(args.task, args.template_version)
-        mapping = suggest_mapping(args.task, table.columns)
-        for item in args.map:
-            field_name, sep, column = item.partition("=")
-            if not sep or field_name not in mapping:
-                known = ", ".join(mapping)
-                raise InvalidInput(f"--map {item!r}: expected FIELD=COLUMN with FIELD one of {known}.")
-            mapping[field_name] = column
-        params = TaskParams(language=args.language, tone=args.tone, max_sentences=args.max_sentences,
-                            max_chars=args.max_chars)
-        output = Path(args.output)
-        if output.suffix.lower() not in (".csv", ".xlsx", ".xlsm"):
-            raise InvalidInput(f"--output must end in .csv or .xlsx, not {output.name!r}.")
-        client = make_client(backend, settings)
-        manager = BatchManager(Database.in_dir(data_dir), lambda _name: client)
-        job_id = manager.create_job(table, template=template, model=args.model, backend=backend.name,
-                                    params=params, mapping=mapping, concurrency=args.concurrency, owner="cli")
-    except DashboardError as exc:
-        print(f"error: {user_message(exc)}", file=sys.stderr)
-        return 2
-    except KeyError as exc:
-        print(f"error: no backend named {exc}", file=sys.stderr)
-        return 2
-    mapped = ", ".join(f"{k}<-{v}" for k, v in mapping.items() if v)
-    print(f"job {job_id}: {len(table)} rows of {table.source_name} ({', '.join(table.notes)}), task {template.ref}, "
-          f"model {args.model} on {backend.name}, concurrency {args.concurrency}; mapping {mapped}", flush=True)
-    started = time.monotonic()
-    manager.start(job_id)
-    interrupted = False
-    try:
-        last_print = 0.0
-        while not manager.wait(job_id, timeout_s=0.5):
-            if not args.quiet and time.monotonic() - last_print >= 1.0:
-                last_print = time.monotonic()
-                p = manager.progress(job_id)
-                print(f"[{p.finished_rows}/{p.total}] done {p.done} failed {p.failed} "
-                      f"eta {_fmt_eta(p.eta_s)}", flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
-        manager.cancel(job_id)
-        manager.wait(job_id, timeout_s=10)
-    progress = manager.progress(job_id)
-    _write_output(Path(args.output), manager.results_frame(job_id))
-    if not args.quiet:
-        for row in manager.rows(job_id, status="failed", limit=20).itertuples(index=False):
-            print(f"  row {row.row} failed: {row.error}", flush=True)
-    elapsed = time.monotonic() - started
-    print(f"summary: {progress.done} done, {progress.failed} failed, {progress.pending + progress.running} not run, "
-          f"of {progress.total} rows in {elapsed:.1f} s; wrote {args.output}", flush=True)
-    if interrupted:
-        return 130
-    return 0 if progress.done == progress.total else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.chat import PRESETS, GenerationOptions
-from services.compare import RoundSpec
 from services.errors import InvalidInput
+from services.ollama.options import PRESETS, GenerationOptions
+from services.resources import DECKS_DIR
+from services.stage.compare import RoundSpec
 from services.uploads import load_json_document
 
 log = logging.getLogger(__name__)
 
 DECK_FORMAT = "ollama-dashboard-deck/1"
-REPO_DECKS = Path(__file__).resolve().parents[1] / "decks"
+REPO_DECKS = DECKS_DIR
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_PROMPTS = 100
 MAX_PROMPT_CHARS = 50_000

@@ -1,9 +1,9 @@
-"""Who may use the dashboard: JWT verification for people, and per-request JWTs for the company gateway.
+"""People's sign-in tokens: how they are verified, and minted where the dashboard holds the secret.
 
 Verification is configured once per process from the environment:
 
 - ``DASHBOARD_JWT_SECRET``: HS256 with a shared secret of at least 32 bytes (shorter refuses to start);
-  the only mode that can also mint tokens (``python -m services.auth mint``).
+  the only mode that can also mint tokens (``python -m services.access mint``).
 - ``DASHBOARD_JWT_PUBLIC_KEY``: a PEM public key (the PEM text or a path to it). The algorithm is
   pinned from the key type (RSA -> RS256, P-256 -> ES256), never taken from a token's header.
 - ``DASHBOARD_JWT_ISSUER`` / ``DASHBOARD_JWT_AUDIENCE``: the exact ``iss`` and ``aud`` every token must carry.
@@ -11,28 +11,18 @@ Verification is configured once per process from the environment:
 Neither key set means open local mode (``load_auth_config`` returns None): the caller decides what that
 allows. Every pyjwt failure, including the classes outside ``InvalidTokenError`` (``InvalidKeyError``,
 ``PyJWK*``), becomes an ``AuthError`` with one of four reasons and a log line that never holds the token.
-
-Gateway calls carry a token minted per request for the person acting, read from ``acting_subject`` (a
-ContextVar set per script run, so the process-wide client never holds a person).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
-import ipaddress
 import logging
 import os
 import re
-import secrets
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,9 +30,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from services.config import Backend
-from services.errors import DashboardError
-from services.roles import ROLES, Role
+from services.access.roles import ROLES, Role
+from services.errors import REASON_TITLES, AuthError, ConfigError, Reason
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +46,9 @@ DEFAULT_AUDIENCE = "ollama-dashboard"
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "iss", "aud")
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
-Reason = Literal["not_signed_in", "expired", "forbidden", "invalid"]
-REASON_TITLES: dict[Reason, str] = {
-    "not_signed_in": "Not signed in",
-    "expired": "Session expired",
-    "forbidden": "Not allowed",
-    "invalid": "Invalid token",
-}
 
 
-class AuthError(DashboardError):
-    """A token was refused. ``reason`` picks the page shown; ``message`` is for the person."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(message)
-        self.reason: Reason = reason
-        self.message = message
-
-    @property
-    def title(self) -> str:
-        return REASON_TITLES[self.reason]
-
-
-class AuthConfigError(DashboardError):
+class AuthConfigError(ConfigError):
     """The JWT configuration is unusable; the dashboard must not start with it."""
 
 
@@ -123,8 +92,8 @@ def load_auth_config(env: Mapping[str, str] | None = None) -> AuthConfig | None:
     >>> load_auth_config({"DASHBOARD_JWT_SECRET": "short"})
     Traceback (most recent call last):
     ...
-    services.auth.AuthConfigError: DASHBOARD_JWT_SECRET is 5 bytes; HS256 needs at least 32 random bytes \
-(generate one with `python -m services.auth secret`).
+    services.access.tokens.AuthConfigError: DASHBOARD_JWT_SECRET is 5 bytes; HS256 needs at least 32 random bytes \
+(generate one with `python -m services.access secret`).
     """
     env = os.environ if env is None else env
     secret = env.get("DASHBOARD_JWT_SECRET", "").strip()
@@ -143,7 +112,7 @@ def load_auth_config(env: Mapping[str, str] | None = None) -> AuthConfig | None:
         if size < MIN_SECRET_BYTES:
             raise AuthConfigError(
                 f"DASHBOARD_JWT_SECRET is {size} bytes; HS256 needs at least {MIN_SECRET_BYTES} random bytes "
-                "(generate one with `python -m services.auth secret`)."
+                "(generate one with `python -m services.access secret`)."
             )
         return AuthConfig("HS256", secret, issuer, audience, secret=secret)
     if public:
@@ -351,194 +320,3 @@ def mint_token(config: AuthConfig, subject: str, role: Role, ttl_s: int, *, now:
     return jwt.encode(claims, config.secret, algorithm="HS256")
 
 
-# ---- gateway tokens: one per request, for the person acting -------------------------------------
-
-acting_subject: ContextVar[str | None] = ContextVar("acting_subject", default=None)
-acting_role: ContextVar[str | None] = ContextVar("acting_role", default=None)
-_fallback_actor: Callable[[], tuple[str, str] | None] | None = None
-
-
-def set_actor_fallback(resolver: Callable[[], tuple[str, str] | None] | None) -> None:
-    """Where to find the acting person when no ContextVar is bound in this thread.
-
-    The UI layer registers a function reading the current browser session (it holds no identity itself),
-    because Streamlit runs fragments and reruns on fresh threads where ContextVars start empty.
-    """
-    global _fallback_actor
-    _fallback_actor = resolver
-
-
-@contextlib.contextmanager
-def acting_as(subject: str, role: str | None = None) -> Iterator[None]:
-    """Bind who is acting for the code inside (background jobs started on behalf of a person)."""
-    subject_token = acting_subject.set(subject)
-    role_token = acting_role.set(role)
-    try:
-        yield
-    finally:
-        acting_subject.reset(subject_token)
-        acting_role.reset(role_token)
-
-
-def current_actor() -> tuple[str, str | None] | None:
-    subject = acting_subject.get()
-    if subject:
-        return subject, acting_role.get()
-    if _fallback_actor is not None:
-        return _fallback_actor()
-    return None
-
-
-def check_gateway_secret(backend: Backend) -> None:
-    size = len(backend.gateway_secret.encode())
-    if size < MIN_SECRET_BYTES:
-        raise AuthConfigError(
-            f"The gateway backend {backend.name} needs a JWT secret of at least {MIN_SECRET_BYTES} bytes "
-            f"(jwt_secret_env); it has {size}."
-        )
-
-
-def mint_gateway_token(backend: Backend, subject: str, role: str | None = None, *, ttl_s: int = GATEWAY_TTL_S,
-                       now: float | None = None) -> str:
-    """A short-lived token for exactly one request to ``backend``: its audience, a fresh ``jti``."""
-    check_gateway_secret(backend)
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {"iss": backend.gateway_issuer, "aud": backend.gateway_audience, "sub": subject,
-                              "iat": issued, "nbf": issued, "exp": issued + ttl_s, "jti": uuid.uuid4().hex}
-    if role:
-        claims["role"] = role
-    return jwt.encode(claims, backend.gateway_secret, algorithm="HS256")
-
-
-def gateway_auth_headers(backend: Backend, service: str | None = None) -> Callable[[], dict[str, str]]:
-    """The ``auth_headers`` callable for a gateway client: a new token on every call, never cached.
-
-    ``service`` names a process-wide worker acting for nobody (the prober: ``service="dashboard-prober"``);
-    without it the token's subject is the person acting, and no person means no request.
-    """
-    if backend.kind != "gateway":
-        raise ValueError(f"{backend.name} is not a gateway backend.")
-
-    def headers() -> dict[str, str]:
-        actor = (service, "viewer") if service else current_actor()
-        if actor is None:
-            raise AuthError("not_signed_in", f"Nobody is signed in to act on the gateway backend {backend.name}.")
-        subject, role = actor
-        return {"Authorization": f"Bearer {mint_gateway_token(backend, subject, role)}"}
-
-    return headers
-
-
-# ---- startup (serve.py) -------------------------------------------------------------------------
-
-def _server_address(argv: list[str], env: Mapping[str, str]) -> str | None:
-    for index, arg in enumerate(argv):
-        if arg == "--server.address" and index + 1 < len(argv):
-            return argv[index + 1]
-        if arg.startswith("--server.address="):
-            return arg.split("=", 1)[1]
-    return env.get("STREAMLIT_SERVER_ADDRESS") or None
-
-
-def _is_loopback(address: str) -> bool:
-    """
-    >>> _is_loopback("127.0.0.1"), _is_loopback("localhost"), _is_loopback("[::1]"), _is_loopback("0.0.0.0")
-    (True, True, True, False)
-    """
-    host = address.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def startup_args(argv: list[str], env: Mapping[str, str] | None = None) -> tuple[list[str], str]:
-    """The ``streamlit run`` options to start with, and the startup line to log; refuses unsafe setups.
-
-    Open local mode (no key) is only served on loopback: a missing ``--server.address`` becomes 127.0.0.1
-    (Streamlit would otherwise listen on every interface) and any other address is refused, as is open mode
-    when ``DASHBOARD_REQUIRE_AUTH=1`` (the Docker image). A key that is present but unusable refuses too.
-
-    >>> startup_args(["--server.port", "8501"], {})[0]
-    ['--server.port', '8501', '--server.address', '127.0.0.1']
-    >>> startup_args(["--server.address", "0.0.0.0"], {})
-    Traceback (most recent call last):
-    ...
-    services.auth.AuthConfigError: Open local mode (no DASHBOARD_JWT_SECRET or DASHBOARD_JWT_PUBLIC_KEY) only \
-serves on loopback, not on 0.0.0.0: configure a key, or drop --server.address.
-    """
-    env = os.environ if env is None else env
-    config = load_auth_config(env)
-    address = _server_address(argv, env)
-    if config is not None:
-        return list(argv), f"sign-in required: tokens verified with {config.description}"
-    if env.get("DASHBOARD_REQUIRE_AUTH", "").strip().lower() in ("1", "true", "yes"):
-        raise AuthConfigError(
-            "DASHBOARD_REQUIRE_AUTH is set but no key is configured: set DASHBOARD_JWT_SECRET (32+ random bytes) "
-            "or DASHBOARD_JWT_PUBLIC_KEY. Refusing to start in open mode."
-        )
-    if address is not None and not _is_loopback(address):
-        raise AuthConfigError(
-            "Open local mode (no DASHBOARD_JWT_SECRET or DASHBOARD_JWT_PUBLIC_KEY) only serves on loopback, not on "
-            f"{address}: configure a key, or drop --server.address."
-        )
-    args = list(argv) if address is not None else [*argv, "--server.address", "127.0.0.1"]
-    return args, ("OPEN LOCAL MODE: no sign-in key is configured, every visitor is an admin; serving on "
-                  f"{address or '127.0.0.1'} only.")
-
-
-# ---- command line -------------------------------------------------------------------------------
-
-def _cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.auth",
-                                     description="Mint and check the dashboard's sign-in tokens.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    mint = commands.add_parser("mint", help="print a token for a person or a wall screen")
-    mint.add_argument("--sub", required=True, help="who the token is for (a person, or e.g. wall-screen-3)")
-    mint.add_argument("--role", required=True, choices=ROLES)
-    mint.add_argument("--ttl", default="12h", help="lifetime: 30d, 12h, 15m, 90s (default 12h)")
-    check = commands.add_parser("verify", help="check a token (read from stdin, so it stays out of shell history)")
-    check.add_argument("token", nargs="?", help="the token; omit to read it from stdin")
-    commands.add_parser("secret", help="print a new random HS256 secret for DASHBOARD_JWT_SECRET")
-    args = parser.parse_args(argv)
-
-    if args.command == "secret":
-        print(secrets.token_urlsafe(48))
-        return 0
-    try:
-        config = load_auth_config()
-    except AuthConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if config is None:
-        print("error: no key is configured (open local mode). Set DASHBOARD_JWT_SECRET to 32+ random bytes "
-              "(`python -m services.auth secret` makes one), plus DASHBOARD_JWT_ISSUER/AUDIENCE if needed.",
-              file=sys.stderr)
-        return 2
-    if args.command == "mint":
-        try:
-            ttl = parse_ttl(args.ttl)
-            token = mint_token(config, args.sub, args.role, ttl)
-        except (ValueError, AuthConfigError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        until = datetime.fromtimestamp(time.time() + ttl, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        print(f"token for {args.sub} ({args.role}), valid until {until}:", file=sys.stderr)
-        print(token)
-        return 0
-    token = args.token if args.token is not None else sys.stdin.read()
-    try:
-        verified = verify_token(token, config, source="cli")
-    except AuthError as exc:
-        print(f"refused ({exc.title}): {exc.message}", file=sys.stderr)
-        return 1
-    until = datetime.fromtimestamp(verified.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"valid: sub={verified.subject} role={verified.role} until {until}")
-    return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(_cli())

@@ -11,7 +11,7 @@ runs a tiny generation for time to first token and tokens/s. It classifies the b
     online    everything answered in time
 
 Results go to the process's Prometheus registry (``ollama_up`` and friends, served by the exporter),
-to the SQLite history (``services.store``) and to an in-memory snapshot the wall screen reads.
+to the SQLite history (``services.monitoring.history``) and to an in-memory snapshot the wall screen reads.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ from typing import Literal
 import httpx
 from prometheus_client import Enum, Gauge
 
-from services.auth import gateway_auth_headers
+from services.access.gateway import gateway_auth_headers
 from services.config import Backend, Settings
 from services.errors import DashboardError, ResponseError, user_message
 from services.metrics import REGISTRY
-from services.ollama import GenerationStats, LoadedModel, OllamaClient
+from services.ollama.client import OllamaClient
+from services.ollama.wire import GenerationStats, LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,8 @@ class _ProbeClient(OllamaClient):
         return {**self._default_auth(), PROBE_HEADER: "1"}
 
     def budget(self, seconds: float) -> None:
-        self._quick_timeout = httpx.Timeout(max(seconds, 0.05))
+        self.page_timeout_s = max(seconds, 0.05)
+        self._page_timeout = httpx.Timeout(self.page_timeout_s)
 
 
 def _timed(call: Callable[[], object]) -> tuple[object, float]:
@@ -285,6 +287,8 @@ class Prober:
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(self.backends))),
                                         thread_name_prefix="probe")
         self._lock = threading.Lock()
+        self._round_done = threading.Condition(self._lock)
+        self.rounds = 0
         self._latest: dict[str, ProbeResult] = {}
         self._last_round: RoundReport | None = None
         self._stop = threading.Event()
@@ -303,6 +307,12 @@ class Prober:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def wait_for_round(self, backends: int = 1, *, after: int = 0, timeout_s: float = 10.0) -> bool:
+        """Block until a round later than round number ``after`` has results for ``backends`` backends."""
+        with self._round_done:
+            return self._round_done.wait_for(
+                lambda: self.rounds > after and len(self._latest) >= backends, timeout=timeout_s)
 
     # ---- probing -------------------------------------------------------------------------------
     def run_round(self) -> RoundReport:
@@ -331,10 +341,12 @@ class Prober:
                 results[backend.name] = ProbeResult(backend.name, backend.url, wall, "offline", False,
                                                     error=reason, reasons=(reason,))
         report = RoundReport(started=wall, duration_s=time.perf_counter() - started, results=results)
-        with self._lock:
+        with self._round_done:
             previous = self._latest
             self._latest = results
             self._last_round = report
+            self.rounds += 1
+            self._round_done.notify_all()
         for name, result in results.items():
             publish(result, previous.get(name))
         if self._on_round is not None:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.audit import Action, AuditLog
+from services.access.audit import Action, AuditLog
 from services.config import Backend
 from services.errors import DashboardError, InvalidInput, ModelNotFound, user_message
-from services.ollama import InstalledModel, LoadedModel, OllamaClient, normalize_keep_alive, validate_model_name
+from services.ollama.client import OllamaClient
+from services.ollama.wire import InstalledModel, LoadedModel, normalize_keep_alive, validate_model_name
 
 KEEP_ALIVE_CHOICES = ("5m", "30m", "1h", "4h", "forever")
 SORT_KEYS = {"name": "name", "size": "size", "modified": "modified", "family": "family"}

@@ -1,0 +1,154 @@
+"""The composition root: every process-wide object is built here, once, and started with the server.
+
+Each factory is an ``st.cache_resource`` (one object per process, shared by every session, never holding
+a person): the startup check and settings, the database, the ``/metrics`` exporter, the prober and its
+history, the audit log, the pull and batch managers, the template store and deck library, and one page
+client per backend. ``lifespan`` is the ``st.App`` lifespan: it runs the startup checks and starts the
+prober, the exporter and the job runners (an interrupted batch resumes) when the server starts, before
+any browser connects, and stops them when it stops. Nothing process-wide lives in a module global.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import streamlit as st
+
+from services.access.audit import AuditLog
+from services.access.startup import StartupCheck, check_start
+from services.config import Backend, Settings
+from services.connections import ClientPool, connect
+from services.db import Database
+from services.errors import ConfigError, DashboardError
+from services.models.pulls import PullManager
+from services.monitoring.exporter import Exporter, start_exporter
+from services.monitoring.service import Monitoring, start_monitoring
+from services.ollama.client import OllamaClient
+from services.stage.decks import DeckLibrary
+from services.studio.batch import BatchManager
+from services.studio.templates import TemplateStore
+
+log = logging.getLogger(__name__)
+
+
+# ---- configuration -------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def startup(check_address: bool = False) -> StartupCheck:
+    """Every start's checks (``ConfigError`` when refused; a refusal is not cached, so a fix is picked up).
+
+    The server's lifespan checks the listening address too; a script run under AppTest has no server.
+    """
+    address = st.get_option("server.address") if check_address else "127.0.0.1"
+    return check_start(os.environ, address=address)
+
+
+def settings() -> Settings:
+    return startup().settings
+
+
+# ---- process-wide objects --------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def database() -> Database:
+    """One handle on the data directory's SQLite file for every manager (one connection per thread)."""
+    return Database.in_dir(settings().data_dir)
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda exporter: exporter.stop())
+def exporter() -> Exporter:
+    current = settings()
+    return start_exporter(current.metrics_port, current.metrics_addr)
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda monitoring: monitoring.stop())
+def monitoring() -> Monitoring:
+    return start_monitoring(settings(), database(), exporter())
+
+
+@st.cache_resource(show_spinner=False)
+def audit_log() -> AuditLog:
+    return AuditLog(database())
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda pool: pool.close())
+def worker_clients() -> ClientPool:
+    """Clients for jobs running on their own threads; they act for their owner through ``acting_as``."""
+    return ClientPool(settings())
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda manager: manager.shutdown())
+def pull_manager() -> PullManager:
+    """Every session sees the same pulls; one that was running when the process stopped shows interrupted."""
+    current = settings()
+    return PullManager(database(), worker_clients().get, current.backends, audit_log())
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda manager: manager.shutdown())
+def batch_manager() -> BatchManager:
+    """Every session sees the same batches; the jobs a previous process left running resume at once."""
+
+    def on_failure(job_id: str, idx: int, exc: BaseException) -> None:
+        log.error("batch %s row %d failed unexpectedly", job_id, idx + 1, exc_info=exc)
+
+    manager = BatchManager(database(), worker_clients().get, on_failure=on_failure)
+    resumed = manager.resume_interrupted()
+    if resumed:
+        log.info("resumed batch jobs after a restart: %s", ", ".join(resumed))
+    return manager
+
+
+@st.cache_resource(show_spinner=False)
+def template_store() -> TemplateStore:
+    return TemplateStore(settings().data_dir)
+
+
+@st.cache_resource(show_spinner=False)
+def deck_library() -> DeckLibrary:
+    return DeckLibrary(settings().data_dir)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, on_release=lambda client: client.close())
+def client(backend: Backend) -> OllamaClient:
+    """The page path's client of one backend: short page timeout for listings, load timeout for generations.
+
+    It holds no person: a gateway token is minted per request for whoever the script run bound as acting.
+    """
+    return connect(backend, settings())
+
+
+# ---- the server's lifespan -------------------------------------------------------------------------------
+def start_process_services() -> StartupCheck:
+    """Run the startup checks, then start what must run with the process, whoever opens a page first."""
+    check = startup(check_address=True)
+    startup()  # the same check, as script runs ask for it
+    if check.open_mode:
+        log.warning(check.line)
+    else:
+        log.info(check.line)
+    monitoring()  # the exporter, the prober's first round, the panels
+    pull_manager()  # marks pulls of a previous process interrupted
+    batch_manager()  # resumes interrupted batches
+    return check
+
+
+@asynccontextmanager
+async def lifespan(_app: Any) -> AsyncIterator[None]:
+    """``st.App``'s lifespan: start the process's services with the server, stop them with it.
+
+    A refused configuration stops the start with one line on stderr (exit status 2), before any page.
+    """
+    try:
+        await anyio.to_thread.run_sync(start_process_services)
+    except (ConfigError, DashboardError) as exc:
+        sys.stderr.write(f"dashboard: refusing to start: {exc}\n")
+        sys.stderr.flush()
+        os._exit(2)  # uvicorn would print a traceback for a failed lifespan; one line is what helps
+    try:
+        yield
+    finally:
+        st.cache_resource.clear()  # runs every factory's on_release: prober, exporter, job runners

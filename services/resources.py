@@ -1,0 +1,51 @@
+"""The files the dashboard reads at run time, found from one place and checked before it serves a page.
+
+Templates, the taxonomy, the extraction schema, the shipped prompt deck and the Prometheus panels ship
+with the code (the Docker image copies the application as a whole). Every path is absolute, from the
+application's own folder, so the working directory never matters; ``missing_resources`` lists what is
+absent and the startup check refuses to start with one clear line instead of failing at first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+APP_ROOT = Path(__file__).resolve().parents[1]
+CATALOG_DIR = APP_ROOT / "catalog"
+TEMPLATES_DIR = CATALOG_DIR / "templates"
+TAXONOMY_FILE = CATALOG_DIR / "taxonomy.txt"
+EXTRACTION_SCHEMA_FILE = CATALOG_DIR / "extraction.schema.json"
+DECKS_DIR = APP_ROOT / "decks"
+MONITORING_DIR = APP_ROOT / "monitoring"
+PANELS_FILE = MONITORING_DIR / "panels.toml"
+STATIC_DIR = APP_ROOT / "static"
+FAVICON_FILE = STATIC_DIR / "favicon.png"
+
+TEMPLATE_TASKS: tuple[str, ...] = ("description", "extraction", "classification", "column_mapping", "translation")
+
+# What the application cannot run without, with what reads it (for the message when one is missing).
+REQUIRED: dict[Path, str] = {
+    **{TEMPLATES_DIR / f"{task}.toml": f"the product studio's {task} task" for task in TEMPLATE_TASKS},
+    TAXONOMY_FILE: "classification",
+    EXTRACTION_SCHEMA_FILE: "extraction",
+    DECKS_DIR / "product-tasks.json": "the compare page's shipped prompt deck",
+    PANELS_FILE: "the Prometheus panels of the monitoring page",
+    FAVICON_FILE: "the page icon (served locally, never fetched from the internet)",
+}
+
+
+def missing_resources(root: Path = APP_ROOT) -> list[str]:
+    """One line per required file that is absent or empty, relative to ``root``.
+
+    >>> missing_resources()
+    []
+    >>> print(missing_resources(Path("/nonexistent"))[0])
+    catalog/templates/description.toml (needed by the product studio's description task)
+    """
+    lines = []
+    for path, needed_by in REQUIRED.items():
+        relative = path.relative_to(APP_ROOT)
+        target = root / relative
+        if not target.is_file() or target.stat().st_size == 0:
+            lines.append(f"{relative.as_posix()} (needed by {needed_by})")
+    return lines
