@@ -13,14 +13,13 @@ import streamlit as st
 
 from components import runtime, session
 from components.auth import enter_fragment
+from services import format as fmt
 from services.access.audit import AuditLog
 from services.access.roles import allows
 from services.config import Backend
 from services.errors import DashboardError, user_message
 from services.models.operations import (
     ModelDetail,
-    format_bytes,
-    format_duration,
     loaded_rows,
     model_matrix,
     unload_model,
@@ -75,13 +74,13 @@ def render_flash() -> None:
 
 # ---- pull jobs ---------------------------------------------------------------------------------------
 def _progress_text(job: PullSnapshot) -> str:
-    parts = [f"{format_bytes(job.completed)} / {format_bytes(job.total)}" if job.total else "starting…"]
+    parts = [f"{fmt.size(job.completed)} / {fmt.size(job.total)}" if job.total else "starting…"]
     if job.total:
         parts.append(f"{job.fraction:.0%}")
     if job.active and job.rate:
-        parts.append(f"{format_bytes(job.rate)}/s")
+        parts.append(fmt.transfer_rate(job.rate))
     if job.active and job.total:
-        parts.append(f"ETA {format_duration(job.eta_s)}")
+        parts.append(f"ETA {fmt.eta(job.eta_s)}")
     return " · ".join(parts)
 
 
@@ -101,8 +100,8 @@ def _render_active_job(job: PullSnapshot, can_cancel: bool) -> None:
         st.caption("Status: " + " → ".join(plain_label(s, 60) for s in job.history) if job.history else
                    "Status: connecting…")
         if job.layers:
-            frame = pd.DataFrame([{"layer": layer.short_digest, "done": format_bytes(layer.completed),
-                                   "size": format_bytes(layer.total), "progress": layer.fraction}
+            frame = pd.DataFrame([{"layer": layer.short_digest, "done": fmt.size(layer.completed),
+                                   "size": fmt.size(layer.total), "progress": layer.fraction}
                                   for layer in job.layers])
             st.dataframe(frame, hide_index=True, width="stretch",
                          column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0,
@@ -114,7 +113,7 @@ def _render_finished_job(job: PullSnapshot, can_retry: bool) -> None:
     text, button = st.columns([6, 1], vertical_alignment="center")
     line = f"{STATE_ICONS.get(job.state, '')} **{plain_label(job.model)}** · {job.state} · {when}"
     if job.total:
-        line += f" · {format_bytes(job.completed)} / {format_bytes(job.total)}"
+        line += f" · {fmt.size(job.completed)} / {fmt.size(job.total)}"
     text.markdown(line)
     if job.error:
         text.caption(plain_label(job.error, 400))
@@ -188,7 +187,7 @@ def _loaded_body(backend: Backend, fast: bool) -> None:
         return
     total = sum(m.size for m in models)
     vram = sum(m.size_vram for m in models)
-    st.caption(f"{len(models)} loaded · {format_bytes(total)} in memory · {format_bytes(vram)} in VRAM")
+    st.caption(f"{len(models)} loaded · {fmt.size(total)} in memory · {fmt.size(vram)} in VRAM")
     can_operate = allows(session.current_identity().role, "operator")
     rows = loaded_rows(models, datetime.now(UTC))
     widths = [3, 1.2, 1.2, 2, 1, 1.3, 1.6]

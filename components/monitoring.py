@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -20,8 +19,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components.auth import enter_fragment
+from services import format as fmt
 from services.config import Backend, Settings
-from services.monitoring.probe import ProbeResult, format_unload
+from services.monitoring.probe import ProbeResult
 from services.monitoring.prometheus import PanelResult
 from services.monitoring.service import Monitoring
 from services.safe_text import plain_label
@@ -111,26 +111,6 @@ def fleet_summary(backends: Sequence[Backend], latest: dict[str, ProbeResult]) -
     for backend in backends:
         counts[tile_state(latest.get(backend.name))] += 1
     return counts
-
-
-def format_bytes(value: float | None) -> str:
-    """
-    >>> format_bytes(990_823_746), format_bytes(0), format_bytes(None), format_bytes(5 * 1024**3)
-    ('945 MB', '0 B', '–', '5.0 GB')
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    value = float(value)
-    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("kB", 1024)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}" if unit == "GB" else f"{value / size:.0f} {unit}"
-    return f"{value:.0f} B"
-
-
-def format_ms(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "–"
-    return f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
 def generation_rates(frame: pd.DataFrame, bucket_s: float) -> pd.DataFrame:
@@ -300,7 +280,7 @@ def render_tile(backend: Backend, result: ProbeResult | None, *, kiosk: bool, in
             st.markdown(f"### {plain_label(backend.name, 24)}")
             st.header(f"{symbol} {word}", anchor=False)
             if result is not None:
-                detail = (f"{format_ms(result.latency_ms)} · {len(result.loaded)} loaded" if state == "online"
+                detail = (f"{fmt.milliseconds(result.latency_ms)} · {len(result.loaded)} loaded" if state == "online"
                           else plain_label(result.reasons[0] if result.reasons else result.error, 48))
                 st.markdown(detail)
         return
@@ -320,11 +300,11 @@ def render_tile(backend: Backend, result: ProbeResult | None, *, kiosk: bool, in
         lines = []
         if result.up:
             version = plain_label(result.version or "?", 20)
-            lines.append(f"Latency **{format_ms(result.latency_ms)}** · Ollama {version}")
-            vram = format_bytes(result.vram_bytes) if result.loaded else "none"
+            lines.append(f"Latency **{fmt.milliseconds(result.latency_ms)}** · Ollama {version}")
+            vram = fmt.size(result.vram_bytes) if result.loaded else "none"
             lines.append(f"{len(result.loaded)} loaded · VRAM {vram} · {result.installed_models} installed")
             if result.canary_model:
-                ttft = format_ms(result.canary_ttft_ms)
+                ttft = fmt.milliseconds(result.canary_ttft_ms)
                 tps = f"{result.canary_tps:.0f} tok/s" if result.canary_tps else "–"
                 lines.append(f"Canary {plain_label(result.canary_model, 30)}: first token {ttft}, {tps}")
         for reason in result.reasons[:2]:
@@ -334,8 +314,8 @@ def render_tile(backend: Backend, result: ProbeResult | None, *, kiosk: bool, in
         if result.up and result.loaded:
             shown = result.loaded[: 3 if kiosk else 8]
             st.markdown("\n".join(
-                f"- {plain_label(m.name, 40)}: {format_bytes(m.size_vram)} VRAM ({m.processor}), "
-                f"{format_unload(m.unload_in_s)}" for m in shown))
+                f"- {plain_label(m.name, 40)}: {fmt.size(m.size_vram)} VRAM ({m.processor}), "
+                f"{fmt.unload_phrase(m.unload_in_s)}" for m in shown))
             if len(result.loaded) > len(shown):
                 st.markdown(f"and {len(result.loaded) - len(shown)} more")
 

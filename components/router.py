@@ -51,7 +51,8 @@ def run() -> None:
         _render_sidebar(check.settings.backends)
     allowed = pages_for(identity.role)
     # Absolute paths: when Streamlit ran a page file on its own, relative ones would resolve against pages/.
-    pages = [st.Page(str(APP_ROOT / spec.script), title=spec.title, icon=spec.icon, url_path=spec.url_path) for spec in allowed]
+    pages = [st.Page(str(APP_ROOT / spec.script), title=spec.title, icon=spec.icon, url_path=spec.url_path)
+             for spec in allowed]
 
     def landing() -> None:
         """``/`` sends people to the first page they may use, so every page has its own address."""

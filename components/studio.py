@@ -18,6 +18,7 @@ import streamlit as st
 
 from components import runtime, session
 from components.auth import enter_fragment
+from services import format as fmt
 from services.errors import DashboardError, user_message
 from services.ollama.options import PRESETS
 from services.safe_text import plain_label, sanitize_markdown
@@ -141,21 +142,10 @@ def render_template_editor(task: str, store: TemplateStore, on_save: Callable[[T
 # ---- batch progress --------------------------------------------------------------------------------------
 
 
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
-
-
 def progress_caption(progress: Progress) -> str:
     return (f"{progress.finished_rows:,} / {progress.total:,} rows · {progress.done:,} done · "
             f"{progress.failed:,} failed · {progress.pending + progress.running:,} left · ETA "
-            f"{format_eta(progress.eta_s)}")
+            f"{fmt.eta(progress.eta_s)}")
 
 
 def render_job(manager: BatchManager, job_id: str) -> None:
@@ -185,7 +175,7 @@ def _job_card(manager: BatchManager, job_id: str, was_running: bool) -> None:
         cols[0].metric("Done", f"{progress.done:,}")
         cols[1].metric("Failed", f"{progress.failed:,}")
         cols[2].metric("Left", f"{progress.pending + progress.running:,}")
-        cols[3].metric("ETA", format_eta(progress.eta_s),
+        cols[3].metric("ETA", fmt.eta(progress.eta_s),
                        help="From the rate of this run so far." if running else "Shown while the batch runs.")
         if job.message and not running:
             st.caption(plain_label(job.message, 200))

@@ -11,6 +11,7 @@ import streamlit as st
 
 from components import session, studio
 from components.router import enter_page
+from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
 from services.ollama.client import OllamaClient
 from services.safe_text import plain_label
@@ -216,7 +217,7 @@ def batch_setup(table: Table) -> None:
     per_row = manager.average_row_seconds(task, model) if model else None
     basis = "measured on earlier runs" if per_row else f"assuming about {DEFAULT_ROW_SECONDS:.0f} s per row"
     estimate = len(table) * (per_row or DEFAULT_ROW_SECONDS) / int(concurrency)
-    st.caption(f"Estimated time: {studio.format_eta(estimate)} for {len(table):,} rows at concurrency "
+    st.caption(f"Estimated time: {fmt.duration(estimate)} for {len(table):,} rows at concurrency "
                f"{int(concurrency)} ({basis}).")
     if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=not model,
                  key="studio.batch.go"):

@@ -7,6 +7,7 @@ import streamlit as st
 from components import models as view
 from components import session
 from components.router import enter_page
+from services import format as fmt
 from services.access.roles import allows
 from services.errors import DashboardError, user_message
 from services.models.operations import (
@@ -15,7 +16,6 @@ from services.models.operations import (
     copy_model,
     delete_model,
     filter_and_sort,
-    format_bytes,
     installed_rows,
     load_model,
 )
@@ -104,7 +104,7 @@ else:
     shown = filter_and_sort(rows, needle, *SORT_ORDERS[order])
     metrics = st.columns(3)
     metrics[0].metric("Installed models", len(rows))
-    metrics[1].metric("Disk used", format_bytes(sum(m.size for m in installed)))
+    metrics[1].metric("Disk used", fmt.size(sum(m.size for m in installed)))
     metrics[2].metric("Shown", len(shown))
     if shown:
         view.render_installed_table(shown)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from services import format as fmt
 from services.errors import InvalidInput
 
 MAX_PROMPT_CHARS = 200_000
@@ -126,32 +127,24 @@ class Conversation:
         return "\n".join(lines)
 
 
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
-
-
 def format_stats_line(stats: dict[str, Any]) -> str:
     """The stats row as one line of text, from ``GenerationStats.as_dict()``."""
     parts = []
     ttft = stats.get("time_to_first_token_s")
     if ttft is not None:
-        parts.append(f"first token {_seconds(ttft)}")
+        parts.append(f"first token {fmt.seconds(ttft)}")
     tps = stats.get("tokens_per_second")
     if tps:
         parts.append(f"{tps:.1f} tokens/s")
     if stats.get("eval_count"):
-        parts.append(_count(stats["eval_count"], "token"))
+        parts.append(fmt.count(stats["eval_count"], "token"))
     if stats.get("prompt_eval_count"):
-        parts.append("prompt " + _count(stats["prompt_eval_count"], "token"))
+        parts.append("prompt " + fmt.count(stats["prompt_eval_count"], "token"))
     load_s = (stats.get("load_duration") or 0) / 1e9
     if load_s >= 0.5:
         parts.append(f"cold start: model load {load_s:.1f} s")
     if stats.get("total_duration"):
-        parts.append(f"total {_seconds(stats['total_duration'] / 1e9)}")
+        parts.append(f"total {fmt.seconds(stats['total_duration'] / 1e9)}")
     if stats.get("done_reason") == "length":
         parts.append("stopped at the token limit")
     return " · ".join(parts)

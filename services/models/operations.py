@@ -7,12 +7,12 @@ with its outcome, whether it worked or not. The helpers turn ``/api/tags``, ``/a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services import format as fmt
 from services.access.audit import Action, AuditLog
 from services.config import Backend
 from services.errors import DashboardError, InvalidInput, ModelNotFound, user_message
@@ -83,49 +83,10 @@ def _with_tag(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-# ---- formatting --------------------------------------------------------------------------------------
-def format_bytes(size: float | None) -> str:
-    """Binary units as the Ollama CLI prints sizes.
-
-    >>> format_bytes(1_321_098_329), format_bytes(0), format_bytes(999)
-    ('1.2 GiB', '0 B', '999 B')
-    """
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
-def format_duration(seconds: float | None) -> str:
-    """A countdown or an ETA.
-
-    >>> format_duration(math.inf), format_duration(4 * 60 + 3), format_duration(-2), format_duration(None)
-    ('forever', '4m 03s', 'stopping…', '—')
-    """
-    if seconds is None:
-        return "—"
-    if math.isinf(seconds):
-        return "forever"
-    if seconds < 0:
-        return "stopping…"
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
-
-
 # ---- rows for the tables -----------------------------------------------------------------------------
 def installed_rows(models: Sequence[InstalledModel]) -> list[dict[str, Any]]:
     return [{"name": m.name, "family": m.family, "parameters": m.parameter_size,
-             "quantization": m.quantization_level, "size": m.size, "size_text": format_bytes(m.size),
+             "quantization": m.quantization_level, "size": m.size, "size_text": fmt.size(m.size),
              "modified": m.modified_at, "digest": m.short_digest} for m in models]
 
 
@@ -145,10 +106,19 @@ def filter_and_sort(rows: Sequence[dict[str, Any]], text: str = "", sort: str = 
     return sorted(kept, key=sort_key, reverse=descending)
 
 
+def _until_unload(seconds_left: float | None) -> str:
+    """The Models page's countdown column: "stopping…" while Ollama unloads it.
+
+    >>> _until_unload(-2), _until_unload(243)
+    ('stopping…', '4 min 03 s')
+    """
+    return "stopping…" if seconds_left is not None and seconds_left < 0 else fmt.duration(seconds_left)
+
+
 def loaded_rows(models: Sequence[LoadedModel], now: datetime | None = None) -> list[dict[str, Any]]:
-    return [{"name": m.name, "size": format_bytes(m.size), "vram": format_bytes(m.size_vram),
+    return [{"name": m.name, "size": fmt.size(m.size), "vram": fmt.size(m.size_vram),
              "processor": m.processor, "context": m.context_length,
-             "until_unload": format_duration(m.seconds_until_unload(now))} for m in models]
+             "until_unload": _until_unload(m.seconds_until_unload(now))} for m in models]
 
 
 def parse_parameters(blob: str | None) -> list[tuple[str, str]]:

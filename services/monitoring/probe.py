@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -390,27 +389,3 @@ class Prober:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for client in (*self._clients.values(), *self._canary_clients.values()):
             client.close()
-
-
-def format_unload(seconds: float | None) -> str:
-    """How the tiles say when a model leaves memory, as a whole phrase.
-
-    >>> format_unload(math.inf), format_unload(None), format_unload(-2)
-    ('stays loaded (keep-alive forever)', 'unload time unknown', 'unloading now')
-    >>> format_unload(42), format_unload(3900)
-    ('unloads in 42 s', 'unloads in 1 h 05 min')
-    >>> format_unload(299)
-    'unloads in 4 min 59 s'
-    """
-    if seconds is None:
-        return "unload time unknown"
-    if math.isinf(seconds):
-        return "stays loaded (keep-alive forever)"
-    if seconds <= 0:
-        return "unloading now"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"unloads in {seconds} s"
-    if seconds < 3600:
-        return f"unloads in {seconds // 60} min {seconds % 60:02d} s"
-    return f"unloads in {seconds // 3600} h {seconds % 3600 // 60:02d} min"

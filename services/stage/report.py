@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from services import format as fmt
 from services.config import Backend
 from services.errors import InvalidInput
 from services.ollama.wire import validate_model_name
@@ -262,11 +263,7 @@ def _e(value: Any) -> str:
 
 
 def _seconds(value: Any, digits: int = 2) -> str:
-    return f"{float(value):.{digits}f} s" if isinstance(value, int | float) else "–"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    return fmt.seconds(float(value), digits) if isinstance(value, int | float) else fmt.MISSING
 
 
 def _column_html(column: Mapping[str, Any], name: str, winner: bool) -> str:
@@ -334,7 +331,7 @@ def render_html(session: CompareSession) -> str:
                    f'<td class="num">{tally.get(entry["slot"], 0)}</td></tr>')
     ties = sum(1 for r in session.rounds if r.vote == TIE)
     unvoted = sum(1 for r in session.rounds if not r.vote)
-    out.append(f"</table><p class=\"muted\">{_count(len(session.rounds), 'round')} · {_count(ties, 'tie')} · "
+    out.append(f"</table><p class=\"muted\">{fmt.count(len(session.rounds), 'round')} · {fmt.count(ties, 'tie')} · "
                f"{unvoted} without a vote</p>")
     for record in session.rounds:
         winner = record.vote

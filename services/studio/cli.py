@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from services import format as fmt
 from services.connections import connect
 from services.db import Database
 from services.errors import DashboardError, InvalidInput, user_message
@@ -59,13 +60,6 @@ def _write_output(path: Path, frame: pd.DataFrame) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_bytes(data)
     os.replace(temp, path)
-
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 last_print = time.monotonic()
                 p = manager.progress(job_id)
                 print(f"[{p.finished_rows}/{p.total}] done {p.done} failed {p.failed} "
-                      f"eta {_fmt_eta(p.eta_s)}", flush=True)
+                      f"eta {fmt.eta(p.eta_s)}", flush=True)
     except KeyboardInterrupt:
         interrupted = True
         manager.cancel(job_id)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from services import format as fmt
 from services.errors import InvalidInput
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -44,10 +45,6 @@ class Table:
 
     def __len__(self) -> int:
         return len(self.frame)
-
-
-def _size_text(size: int) -> str:
-    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{size / 1024:.0f} KB"
 
 
 def _decode(data: bytes) -> tuple[str, str]:
@@ -174,7 +171,7 @@ def read_table(data: bytes, source_name: str) -> Table:
         raise InvalidInput("The file is empty.")
     if size > MAX_UPLOAD_BYTES:
         raise InvalidInput(
-            f"The file is {_size_text(size)}; the studio accepts up to {_size_text(MAX_UPLOAD_BYTES)} "
+            f"The file is {fmt.size(size)}; the studio accepts up to {fmt.size(MAX_UPLOAD_BYTES)} "
             f"(about {MAX_ROWS:,} product rows). Split it into smaller files."
         )
     name = source_name.lower()
@@ -196,7 +193,7 @@ def read_table_file(path: str) -> Table:
     except OSError as exc:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror}.") from None
     if size > MAX_UPLOAD_BYTES:
-        raise InvalidInput(f"{path} is {_size_text(size)}; at most {_size_text(MAX_UPLOAD_BYTES)} is accepted.")
+        raise InvalidInput(f"{path} is {fmt.size(size)}; at most {fmt.size(MAX_UPLOAD_BYTES)} is accepted.")
     with open(path, "rb") as handle:
         return read_table(handle.read(), os.path.basename(path))
 

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components.session import IDENTITY_KEY, Identity
+from services import format as fmt
 from services.access.audit import AuditLog
 from services.db import Database
 from tests.standin import StandinServer
@@ -48,12 +49,12 @@ def test_lists_match_tags_and_ps(open_page: OpenPage, app_env: StandinServer) ->
     assert list(table["Name"]) == tags
     assert list(table["ID"]) == [app_env.state.models[n]["digest"][:12] for n in tags]
     total = sum(r["size"] for r in app_env.state.models.values())
-    assert [m.value for m in at.metric][:2] == [str(len(tags)), f"{total / 1024**3:.1f} GiB"]
+    assert [m.value for m in at.metric][:2] == [str(len(tags)), fmt.size(total)]
     page_text = texts(at)
     for name in ("llama3.2:1b", "qwen3:0.6b"):
         assert name in [t.value for t in at.text]
     assert "40%/60% CPU/GPU" in page_text and "forever" in page_text
-    assert "9m 5" in page_text  # the 10 minute keep-alive, counting down
+    assert "9 min 5" in page_text  # the 10 minute keep-alive, counting down
     assert [b.key for b in at.button if b.key and b.key.startswith("models.unload.")] == [
         "models.unload.llama3.2:1b", "models.unload.qwen3:0.6b"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services import format as fmt
 from services.access.audit import AuditLog
 from services.db import Database
 from services.errors import InvalidInput, ModelNotFound
@@ -16,7 +17,6 @@ from services.models.operations import (
     copy_model,
     delete_model,
     filter_and_sort,
-    format_duration,
     installed_rows,
     load_model,
     loaded_rows,
@@ -111,6 +111,6 @@ def test_matrix_flags_digest_differences() -> None:
 def test_countdown_formatting() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     model = LoadedModel(name="m", size=10, size_vram=10, digest="d", expires_at=now + timedelta(seconds=125))
-    assert loaded_rows([model], now)[0]["until_unload"] == "2m 05s"
+    assert loaded_rows([model], now)[0]["until_unload"] == "2 min 05 s"
     assert loaded_rows([model], now + timedelta(seconds=200))[0]["until_unload"] == "stopping…"
-    assert format_duration(3 * 3600 + 60) == "3h 01m"
+    assert fmt.duration(3 * 3600 + 60) == "3 h 01 min"
