@@ -22,7 +22,8 @@ import httpx
 
 from services.config import Backend
 from services.db import Database
-from services.models.pulls import UI_REFRESH_S, PullManager, PullProgress
+from services.models.pull_progress import UI_REFRESH_S, PullProgress
+from services.models.pulls import PullManager
 from services.ollama.client import OllamaClient
 
 ROOT = Path(__file__).resolve().parents[1]

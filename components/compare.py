@@ -15,7 +15,8 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from services.safe_text import plain_label, sanitize_markdown
-from services.stage.compare import ColumnSnapshot, ComparisonRun
+from services.stage.compare import ComparisonRun
+from services.stage.lineup import ColumnSnapshot
 from services.stage.report import TIE, CompareSession, RoundRecord
 
 # Our own, static CSS: larger type on the stage (model output stays Markdown, never HTML).

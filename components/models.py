@@ -24,7 +24,8 @@ from services.models.operations import (
     model_matrix,
     unload_model,
 )
-from services.models.pulls import UI_REFRESH_S, PullManager, PullSnapshot
+from services.models.pull_progress import UI_REFRESH_S, PullSnapshot
+from services.models.pulls import PullManager
 from services.ollama.wire import InstalledModel, LoadedModel
 from services.safe_text import plain_label
 

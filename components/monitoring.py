@@ -1,9 +1,9 @@
-"""Monitoring views: per-backend status tiles, charts from the probe history, Prometheus panels, wall screen.
+"""Monitoring views: per-backend status tiles, charts from the probe history, Prometheus panels.
 
-Pure ``build_*_figure(df)`` functions turn DataFrames into plotly figures (testable without Streamlit);
-``render_*`` functions emit Streamlit elements. Everything shown comes from the process-wide
-``services.monitoring.exporter.Monitoring`` (started once from app.py), so a refresh reads memory and SQLite, never
-waits on a backend. Text from backends (model names, versions, errors) only reaches the page escaped.
+``render_*`` functions emit Streamlit elements from the process-wide ``services.monitoring.service.Monitoring``
+(started with the server), so a refresh reads memory and SQLite, never waits on a backend. The figures are
+pure functions in ``components.charts``; the wall screen is ``components.kiosk``. Text from backends (model
+names, versions, errors) only reaches the page escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +19,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from components.auth import enter_fragment
+from components.charts import (
+    bucket_for,
+    build_availability_figure,
+    build_error_ratio_figure,
+    build_latency_figure,
+    build_panel_figure,
+    build_throughput_figure,
+    build_top_models_figure,
+    build_vram_figure,
+    fleet_summary,
+    generation_rates,
+    tile_state,
+)
 from services import format as fmt
 from services.config import Backend, Settings
 from services.monitoring.probe import ProbeResult
@@ -37,40 +50,7 @@ STATE_LOOK = {  # symbol, word, colour: the word and symbol carry the state for 
     "offline": ("✖", "OFFLINE", "#dc2626"),
     "waiting": ("…", "WAITING", "#64748b"),
 }
-PALETTE = ["#60a5fa", "#f472b6", "#34d399", "#fbbf24", "#a78bfa", "#f87171", "#22d3ee", "#a3e635"]
 
-KIOSK_CSS = """
-<style>
-[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], header[data-testid="stHeader"],
-[data-testid="stToolbar"], [data-testid="stDecoration"], [data-testid="stStatusWidget"],
-footer { display: none !important; }
-[data-testid="stApp"], [data-testid="stMain"], [data-testid="stAppViewContainer"] {
-  background: #05070a !important; color: #f8fafc !important; }
-[data-testid="stMainBlockContainer"] { padding: 1.2rem 2rem 1rem 2rem !important; max-width: 100% !important; }
-[data-testid="stApp"] p, [data-testid="stApp"] li, [data-testid="stApp"] span,
-[data-testid="stApp"] h1, [data-testid="stApp"] h2, [data-testid="stApp"] h3 { color: #f8fafc !important; }
-[data-testid="stApp"] p, [data-testid="stApp"] li { font-size: 1.55rem !important; line-height: 1.35 !important; }
-[data-testid="stApp"] h1 { font-size: 3rem !important; }
-[data-testid="stApp"] h2 { font-size: 3.4rem !important; font-weight: 800 !important; letter-spacing: .05em; }
-[data-testid="stApp"] h3 { font-size: 2rem !important; }
-[class*="st-key-kiosk-tile-"] { border-radius: 14px; padding: 1rem 1.3rem !important; border: 4px solid #334155; }
-[class*="st-key-kiosk-tile-online"] { background: #052e16 !important; border-color: #22c55e !important; }
-[class*="st-key-kiosk-tile-degraded"] { background: #451a03 !important; border-color: #f59e0b !important; }
-[class*="st-key-kiosk-tile-offline"] { background: #7f1d1d !important; border-color: #ff4d4d !important; }
-[class*="st-key-kiosk-tile-waiting"] { background: #1e293b !important; border-color: #64748b !important; }
-[class*="st-key-kiosk-clock"] p { font-size: 2.2rem !important; font-weight: 700 !important; text-align: right; }
-[class*="st-key-kiosk-stale"] { background: #7f1d1d !important; border-radius: 10px; padding: .6rem 1rem; }
-[data-testid="stAlertContainer"] { background: #334155 !important; }
-[class*="st-key-kiosk-tile-"][class*="-compact-"] { padding: .5rem .8rem !important; border-width: 3px; }
-[class*="-compact-"] h2 { font-size: 1.6rem !important; letter-spacing: .02em; }
-[class*="-compact-"] h3 { font-size: 1.3rem !important; }
-[class*="-compact-"] p { font-size: 1.1rem !important; }
-[class*="st-key-kiosk-panel-error"] [data-testid="stAlertContainer"],
-[class*="st-key-kiosk-stale"] [data-testid="stAlertContainer"] { background: #7f1d1d !important; }
-[class*="st-key-kiosk-panel-stale"] [data-testid="stAlertContainer"],
-[class*="st-key-kiosk-panel-partial"] [data-testid="stAlertContainer"] { background: #78350f !important; }
-</style>
-"""
 TILE_CSS = """
 <style>
 [class*="st-key-mon-tile-online"] { border-left: 8px solid #16a34a !important; }
@@ -91,172 +71,6 @@ def section(what: str) -> Iterator[None]:
         st.warning(f"{what} is unavailable right now ({type(exc).__name__}); it retries on the next refresh.",
                    icon=":material/error:")
 
-
-# ---- data shaping (pure) -------------------------------------------------------------------------------
-def bucket_for(range_s: float) -> float:
-    """About 120 points per chart, never finer than 10 s.
-
-    >>> bucket_for(900), bucket_for(3600), bucket_for(7 * 86400)
-    (10.0, 30.0, 5040.0)
-    """
-    return float(max(10, int(range_s // 120)))
-
-
-def tile_state(result: ProbeResult | None) -> str:
-    return "waiting" if result is None else result.status
-
-
-def fleet_summary(backends: Sequence[Backend], latest: dict[str, ProbeResult]) -> dict[str, int]:
-    counts = {"online": 0, "degraded": 0, "offline": 0, "waiting": 0}
-    for backend in backends:
-        counts[tile_state(latest.get(backend.name))] += 1
-    return counts
-
-
-def generation_rates(frame: pd.DataFrame, bucket_s: float) -> pd.DataFrame:
-    """Requests per minute, error ratio and mean latency per bucket and model, from the store's deltas."""
-    if frame.empty:
-        return pd.DataFrame(columns=["time", "model", "per_minute", "error_ratio", "mean_s", "tokens_per_min"])
-    out = frame.copy()
-    minutes = bucket_s / 60.0
-    out["per_minute"] = out["requests"] / minutes
-    out["error_ratio"] = out["errors"] / out["requests"]
-    out["mean_s"] = out["duration_s"] / out["requests"]
-    out["tokens_per_min"] = out["completion_tokens"] / minutes
-    return out
-
-
-# ---- figures (pure) ----------------------------------------------------------------------------------
-def _layout(fig: go.Figure, title: str, *, dark: bool, y_title: str = "", height: int = 320,
-            time_axis: bool = True) -> go.Figure:
-    fig.update_layout(
-        title={"text": title, "font": {"size": 26 if dark else 16}},
-        template="plotly_dark" if dark else "plotly_white", height=height,
-        margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.2},
-        font={"size": 18 if dark else 13},
-        paper_bgcolor="#0b1220" if dark else None, plot_bgcolor="#0b1220" if dark else None,
-        yaxis_title=y_title,
-    )
-    if time_axis:
-        # Legend above the plot: below it, it collides with the date line of the time axis.
-        fig.update_layout(legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"})
-    return fig
-
-
-def _empty(fig: go.Figure, message: str) -> go.Figure:
-    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
-                       font={"size": 16})
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
-
-
-def build_latency_figure(history: pd.DataFrame, slow_ms: float = 5000.0, *, dark: bool = False,
-                         x_range: tuple[datetime, datetime] | None = None) -> go.Figure:
-    """Probe latency per backend over time, with the slow threshold; offline buckets are gaps."""
-    fig = go.Figure()
-    if history.empty or history["latency_ms"].dropna().empty:
-        return _layout(_empty(fig, "No probe samples in this range yet"), "Probe latency", dark=dark)
-    for index, (backend, rows) in enumerate(history.groupby("backend", sort=True)):
-        fig.add_trace(go.Scatter(x=rows["time"], y=rows["latency_ms"], mode="lines+markers", name=str(backend),
-                                 line={"color": PALETTE[index % len(PALETTE)], "width": 3}, connectgaps=False))
-    peak = float(history["latency_ms"].max())
-    if peak >= slow_ms / 3:  # the threshold line would otherwise squash every point against the axis
-        fig.add_hline(y=slow_ms, line_dash="dash", line_color="#f59e0b",
-                      annotation_text=f"slow ({slow_ms:,.0f} ms)", annotation_position="top left")
-    fig.update_yaxes(rangemode="tozero")
-    if x_range is not None:
-        fig.update_xaxes(range=list(x_range))
-    title = "Probe latency" if peak >= slow_ms / 3 else f"Probe latency (slow above {slow_ms:,.0f} ms)"
-    return _layout(fig, title, dark=dark, y_title="ms")
-
-
-def build_availability_figure(availability: pd.DataFrame, target: float = 0.99, *, dark: bool = False,
-                              range_label: str = "") -> go.Figure:
-    """Share of probes answered per backend over the range, against the seed's 99 % target."""
-    fig = go.Figure()
-    if availability.empty:
-        return _layout(_empty(fig, "No probe samples in this range yet"), "Availability", dark=dark,
-                       time_axis=False)
-    values = availability["availability"].astype(float) * 100
-    colours = ["#16a34a" if v >= target * 100 else "#dc2626" for v in values]
-    fig.add_trace(go.Bar(x=availability["backend"], y=values, marker_color=colours,
-                         text=[f"{v:.2f} %" for v in values], textposition="auto", name="availability"))
-    fig.add_hline(y=target * 100, line_dash="dash", line_color="#94a3b8")
-    fig.update_yaxes(range=[0, 100.5])
-    title = f"Availability{', last ' + range_label if range_label else ''} (target {target:.0%})"
-    return _layout(fig, title, dark=dark, y_title="% of probes answered", time_axis=False)
-
-
-def build_vram_figure(history: pd.DataFrame, *, dark: bool = False,
-                      x_range: tuple[datetime, datetime] | None = None) -> go.Figure:
-    """VRAM held by loaded models per backend over time."""
-    fig = go.Figure()
-    data = history.dropna(subset=["vram_bytes"]) if not history.empty else history
-    if data.empty:
-        return _layout(_empty(fig, "No loaded-model samples in this range"), "VRAM in use", dark=dark)
-    for index, (backend, rows) in enumerate(data.groupby("backend", sort=True)):
-        fig.add_trace(go.Scatter(x=rows["time"], y=rows["vram_bytes"] / 1024**3, mode="lines", name=str(backend),
-                                 line={"color": PALETTE[index % len(PALETTE)], "width": 3}))
-    fig.update_yaxes(rangemode="tozero")
-    if x_range is not None:
-        fig.update_xaxes(range=list(x_range))
-    return _layout(fig, "VRAM in use", dark=dark, y_title="GB")
-
-
-def build_throughput_figure(rates: pd.DataFrame, *, dark: bool = False) -> go.Figure:
-    """The dashboard's generations per minute, stacked by model."""
-    fig = go.Figure()
-    if rates.empty:
-        return _layout(_empty(fig, "No generations in this range"), "Requests per minute", dark=dark)
-    for index, (model, rows) in enumerate(rates.groupby("model", sort=True)):
-        fig.add_trace(go.Bar(x=rows["time"], y=rows["per_minute"], name=str(model),
-                             marker_color=PALETTE[index % len(PALETTE)]))
-    fig.update_layout(barmode="stack")
-    return _layout(fig, "Requests per minute", dark=dark, y_title="req/min")
-
-
-def build_error_ratio_figure(rates: pd.DataFrame, *, dark: bool = False) -> go.Figure:
-    """Errors over requests per bucket, all models together."""
-    fig = go.Figure()
-    if rates.empty:
-        return _layout(_empty(fig, "No generations in this range"), "Error ratio", dark=dark)
-    total = rates.groupby("time", sort=True)[["requests", "errors"]].sum().reset_index()
-    ratio = total["errors"] / total["requests"]
-    fig.add_trace(go.Scatter(x=total["time"], y=ratio * 100, mode="lines+markers", name="errors",
-                             line={"color": "#dc2626", "width": 3}))
-    fig.update_yaxes(range=[0, 100])
-    return _layout(fig, "Error ratio", dark=dark, y_title="% of requests")
-
-
-def build_top_models_figure(rates: pd.DataFrame, *, dark: bool = False, top: int = 3) -> go.Figure:
-    """The most used models over the range (the seed's top 3)."""
-    fig = go.Figure()
-    if rates.empty:
-        return _layout(_empty(fig, "No generations in this range"), f"Top {top} models", dark=dark)
-    totals = rates.groupby("model")["requests"].sum().sort_values(ascending=True).tail(top)
-    fig.add_trace(go.Bar(x=totals.values, y=totals.index.astype(str), orientation="h", marker_color=PALETTE[0],
-                         text=[f"{v:.0f}" for v in totals.values], textposition="auto"))
-    return _layout(fig, f"Top {top} models", dark=dark, y_title="", time_axis=False)
-
-
-def build_panel_figure(result: PanelResult, *, dark: bool = False) -> go.Figure:
-    """One Prometheus panel's tidy frame as a line chart (or bars for instant/bar panels)."""
-    fig = go.Figure()
-    panel, frame = result.panel, result.frame
-    if frame.empty:
-        return _layout(_empty(fig, "No data"), panel.title, dark=dark, height=280)
-    for index, (series, rows) in enumerate(frame.groupby("series", sort=True)):
-        colour = PALETTE[index % len(PALETTE)]
-        if panel.kind == "bar" or panel.instant:
-            last = rows.sort_values("time").iloc[-1]
-            fig.add_trace(go.Bar(x=[str(series)], y=[last["value"]], name=str(series), marker_color=colour))
-        else:
-            fig.add_trace(go.Scatter(x=rows["time"], y=rows["value"], mode="lines", name=str(series),
-                                     line={"color": colour, "width": 3}))
-    fig.update_yaxes(rangemode="tozero")
-    return _layout(fig, panel.title, dark=dark, y_title=panel.unit, height=280,
-                   time_axis=not (panel.kind == "bar" or panel.instant))
 
 
 # ---- rendering -----------------------------------------------------------------------------------------
@@ -510,37 +324,6 @@ def render_panels(monitoring: Monitoring, range_s: float, *, kiosk: bool) -> Non
             with columns[offset]:
                 render_panel(result, kiosk=kiosk, index=start + offset)
 
-
-def render_kiosk(monitoring: Monitoring, settings: Settings) -> None:
-    """The wall screen: dark, large, refreshing itself without a full rerun."""
-    st.html(KIOSK_CSS)
-
-    @st.fragment(run_every=settings.kiosk_refresh_s)
-    def live_status() -> None:
-        enter_fragment()
-        latest = monitoring.prober.latest()
-        top_left, top_right = st.columns([3, 2])
-        with top_left:
-            st.title("Ollama fleet", anchor=False)
-            with section("The summary"):
-                render_summary(settings.backends, latest, kiosk=True)
-        with top_right, section("The clock"):
-            render_freshness(monitoring, kiosk=True)
-        with section("The status tiles"):
-            render_tiles(settings.backends, latest, kiosk=True)
-
-    # Charts are bucketed (10 s over 15 min): redrawing them more often than a bucket only costs CPU.
-    @st.fragment(run_every=max(settings.kiosk_refresh_s, bucket_for(KIOSK_RANGE_S)))
-    def live_charts() -> None:
-        enter_fragment()
-        with section("The history charts"):
-            render_history_charts(monitoring, KIOSK_RANGE_S, kiosk=True)
-        if monitoring.panels is not None or monitoring.panels_error:
-            with section("The Prometheus panels"):
-                render_panels(monitoring, KIOSK_RANGE_S, kiosk=True)
-
-    live_status()
-    live_charts()
 
 
 def render_page(monitoring: Monitoring, settings: Settings, range_label: str) -> None:

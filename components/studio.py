@@ -22,7 +22,8 @@ from services import format as fmt
 from services.errors import DashboardError, user_message
 from services.ollama.options import PRESETS
 from services.safe_text import plain_label, sanitize_markdown
-from services.studio.batch import BatchManager, Progress
+from services.studio.batch import BatchManager
+from services.studio.batch_store import Progress
 from services.studio.engine import TaskResult
 from services.studio.tabular import to_csv_bytes, to_xlsx_bytes
 from services.studio.tasks import LANGUAGES, TASK_FIELDS, TASK_TITLES, TaskParams

@@ -12,8 +12,9 @@ from components.router import enter_page
 from services.errors import DashboardError, InvalidInput, user_message
 from services.ollama.options import PRESETS
 from services.safe_text import plain_label
-from services.stage.compare import MAX_MODELS, MIN_MODELS, SLOTS, ComparisonRun, Contestant, RoundSpec
+from services.stage.compare import ComparisonRun
 from services.stage.decks import Deck, round_spec
+from services.stage.lineup import MAX_MODELS, MIN_MODELS, SLOTS, Contestant, RoundSpec
 from services.stage.report import CompareSession, RoundRecord, Source, parse_report, render_html
 
 SESSION_KEY = "compare.session"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import kiosk as kiosk_view
 from components import monitoring as view
 from components import runtime
 from components.router import enter_page
@@ -19,7 +20,7 @@ monitoring = runtime.monitoring()
 kiosk = st.query_params.get("kiosk") == "1"
 
 if kiosk:
-    view.render_kiosk(monitoring, settings)
+    kiosk_view.render_kiosk(monitoring, settings)
 else:
     st.title("Monitoring", anchor=False)
     top_left, top_right = st.columns([3, 1])

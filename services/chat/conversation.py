@@ -1,8 +1,7 @@
-"""The chat playground's domain: parameter presets, options, a conversation and its exports.
+"""The chat playground's conversation: its turns, how each ended, its figures and its exports.
 
-Presets come from the seed's table (classification 0.1/0.5/10, enrichment 0.7/0.9/40, creative
-1.0/0.95/50). Options left unset are not sent, so the model's Modelfile and the server defaults apply;
-in particular ``num_ctx`` is only sent when asked for, because a different ``num_ctx`` forces a reload.
+The options a turn was sent with (``services.ollama.options``) are recorded on it, so an export says
+exactly how each reply was made.
 """
 
 from __future__ import annotations

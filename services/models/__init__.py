@@ -1,1 +1,2 @@
-"""TODO"""
+"""Model management on a backend: load, unload, copy and delete (each audited), rows for the tables, model
+details from ``/api/show``, and pulls as server-side jobs (``pulls``, progress in ``pull_progress``)."""

@@ -19,7 +19,7 @@ from typing import Any
 from services.errors import InvalidInput
 from services.ollama.options import PRESETS, GenerationOptions
 from services.resources import DECKS_DIR
-from services.stage.compare import RoundSpec
+from services.stage.lineup import RoundSpec
 from services.uploads import load_json_document
 
 log = logging.getLogger(__name__)

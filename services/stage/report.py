@@ -27,8 +27,8 @@ from services import format as fmt
 from services.config import Backend
 from services.errors import InvalidInput
 from services.ollama.wire import validate_model_name
-from services.stage.compare import MAX_MODELS, MIN_MODELS, SLOTS, ColumnSnapshot, Contestant, RoundSpec
 from services.stage.decks import Deck, DeckPrompt, validate_options, validate_seed
+from services.stage.lineup import MAX_MODELS, MIN_MODELS, SLOTS, ColumnSnapshot, Contestant, RoundSpec
 from services.uploads import load_json_document
 
 REPORT_FORMAT = "ollama-dashboard-comparison/1"

@@ -18,242 +18,30 @@ The same engine runs headless from ``python -m services.studio`` (``services.stu
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from services.access.acting import acting_as
 from services.db import Database
-from services.errors import DashboardError, InvalidInput, user_message
+from services.errors import InvalidInput
 from services.ollama.client import OllamaClient
-from services.ollama.ndjson import NDJSONStream
 from services.ollama.wire import validate_model_name
-from services.studio.engine import BackoffGate, run_task
+from services.studio.batch_store import (
+    MAX_CONCURRENCY,
+    SCHEMA,
+    JobInfo,
+    Progress,
+    job_from_row,
+    result_column_names,
+)
+from services.studio.runner import JobRunner
 from services.studio.tabular import Table, require_columns
 from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TaskParams
 from services.studio.templates import Template
-
-MAX_CONCURRENCY = 16
-PAGE_SIZE = 256
-RESULT_COLUMNS = ("ai_status", "ai_result", "ai_error", "ai_attempts", "ai_template", "ai_model", "ai_seconds")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS batch_jobs (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    owner TEXT NOT NULL,
-    source_name TEXT NOT NULL,
-    task TEXT NOT NULL,
-    template_json TEXT NOT NULL,
-    model TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    params_json TEXT NOT NULL,
-    mapping_json TEXT NOT NULL,
-    columns_json TEXT NOT NULL,
-    concurrency INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    total INTEGER NOT NULL,
-    message TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS batch_rows (
-    job_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    data_json TEXT NOT NULL,
-    status TEXT NOT NULL,
-    output TEXT NOT NULL DEFAULT '',
-    error TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    duration_s REAL,
-    tokens INTEGER,
-    template_ref TEXT NOT NULL DEFAULT '',
-    updated_at REAL,
-    PRIMARY KEY (job_id, idx)
-);
-CREATE INDEX IF NOT EXISTS batch_rows_status ON batch_rows (job_id, status, idx);
-"""
-
-JOB_STATES = ("created", "running", "cancelled", "finished")
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    id: str
-    created_at: float
-    owner: str
-    source_name: str
-    task: str
-    template: Template
-    model: str
-    backend: str
-    params: TaskParams
-    mapping: dict[str, str]
-    columns: list[str]
-    concurrency: int
-    state: str
-    total: int
-    message: str
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Counts straight from SQLite, plus the live rate of the current run (None when idle)."""
-
-    total: int
-    pending: int
-    running: int
-    done: int
-    failed: int
-    state: str
-    rows_per_s: float | None = None
-    eta_s: float | None = None
-    elapsed_s: float | None = None
-
-    @property
-    def finished_rows(self) -> int:
-        return self.done + self.failed
-
-    @property
-    def fraction(self) -> float:
-        return self.finished_rows / self.total if self.total else 1.0
-
-
-class _Runner:
-    """The threads of one running job."""
-
-    def __init__(self, manager: BatchManager, job: JobInfo) -> None:
-        self.manager = manager
-        self.job = job
-        self.cancelled = threading.Event()
-        self.gate = BackoffGate(base_s=manager.backoff_base_s, max_s=manager.backoff_max_s)
-        self.started = time.monotonic()
-        self.completed = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._lock = threading.Lock()
-        self._streams: set[NDJSONStream] = set()
-        self._queue: queue.Queue[int] = queue.Queue(maxsize=max(job.concurrency * 2, 4))
-        self._fed = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.stop_reason = ""
-
-    def _as_owner(self, target: Callable[[], None]) -> Callable[[], None]:
-        """Run ``target`` on behalf of the job's owner: gateway backends mint their tokens for that person,
-        also after a restart, when no browser session exists."""
-
-        def run() -> None:
-            with acting_as(self.job.owner, "operator"):
-                target()
-
-        return run
-
-    def start(self) -> None:
-        feeder = threading.Thread(target=self._feed, name=f"batch-{self.job.id}-feed", daemon=True)
-        self.threads = [feeder] + [
-            threading.Thread(target=self._as_owner(self._work), name=f"batch-{self.job.id}-w{i}", daemon=True)
-            for i in range(self.job.concurrency)
-        ]
-        for thread in self.threads:
-            thread.start()
-        threading.Thread(target=self._finish, name=f"batch-{self.job.id}-end", daemon=True).start()
-
-    def rate(self) -> float | None:
-        elapsed = time.monotonic() - self.started
-        with self._lock:
-            done = self.completed
-        return done / elapsed if done and elapsed > 0 else None
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-        with self._lock:
-            streams = list(self._streams)
-        for stream in streams:
-            stream.abort()
-
-    def _feed(self) -> None:
-        last = -1
-        try:
-            while not self.cancelled.is_set():
-                ids = self.manager._pending_after(self.job.id, last, PAGE_SIZE)
-                if not ids:
-                    break
-                for idx in ids:
-                    while not self.cancelled.is_set():
-                        try:
-                            self._queue.put(idx, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    last = idx
-        finally:
-            self._fed.set()
-
-    def _register(self, stream: NDJSONStream | None, holder: list[NDJSONStream | None]) -> None:
-        with self._lock:
-            if holder[0] is not None:
-                self._streams.discard(holder[0])
-            holder[0] = stream
-            if stream is not None:
-                self._streams.add(stream)
-        if stream is not None and self.cancelled.is_set():
-            stream.abort()
-
-    def _work(self) -> None:
-        try:
-            client = self.manager.client_for(self.job.backend)
-        except DashboardError as exc:  # e.g. the backend was removed from the configuration since
-            self.stop_reason = user_message(exc)
-            self.cancel()
-            return
-        holder: list[NDJSONStream | None] = [None]
-        while True:
-            try:
-                idx = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self.cancelled.is_set() or (self._fed.is_set() and self._queue.empty()):
-                    return  # cancelled, or everything handed out (no put happens after _fed) and taken
-                continue
-            if self.cancelled.is_set():
-                continue
-            data = self.manager._claim(self.job.id, idx)
-            if data is None:
-                continue
-            inputs = {name: data.get(column, "") for name, column in self.job.mapping.items() if column}
-            with self._lock:
-                self.in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                result = run_task(client, self.job.template, self.job.model, inputs, self.job.params,
-                                  gate=self.gate, cancelled=self.cancelled,
-                                  max_transport_attempts=self.manager.max_transport_attempts,
-                                  register=lambda s, h=holder: self._register(s, h))
-            except Exception as exc:  # a bug must fail the row, never kill the worker silently
-                self.manager._log_failure(self.job.id, idx, exc)
-                self.manager._store(self.job.id, idx, "failed", "", "internal error: see the server log", 0, 0.0,
-                                    None, self.job.template.ref)
-                continue
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
-            if result.cancelled:
-                self.manager._release(self.job.id, idx)
-                continue
-            tokens = result.stats.get("eval_count") if result.stats else None
-            self.manager._store(self.job.id, idx, "done" if result.ok else "failed", result.output, result.error,
-                                result.attempts, result.duration_s, tokens, result.template_ref)
-            with self._lock:
-                self.completed += 1
-
-    def _finish(self) -> None:
-        for thread in self.threads:
-            thread.join()
-        self.manager._runner_ended(self)
 
 
 class BatchManager:
@@ -267,7 +55,7 @@ class BatchManager:
         self.max_transport_attempts = max_transport_attempts
         self.client_for = client_for
         self._on_failure = on_failure
-        self._runners: dict[str, _Runner] = {}
+        self._runners: dict[str, JobRunner] = {}
         self._lock = threading.Lock()
         conn = db.connection()
         conn.executescript(SCHEMA)
@@ -313,7 +101,7 @@ class BatchManager:
             if job_id in self._runners:
                 return
             self._set_state(job_id, "running", "")
-            runner = _Runner(self, self.job(job_id))
+            runner = JobRunner(self, self.job(job_id))
             self._runners[job_id] = runner
         runner.start()
 
@@ -386,11 +174,11 @@ class BatchManager:
         row = self.db.execute("SELECT * FROM batch_jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             raise InvalidInput(f"No batch job {job_id!r}.")
-        return _job_from_row(row)
+        return job_from_row(row)
 
     def jobs(self, limit: int = 20) -> list[JobInfo]:
         rows = self.db.execute("SELECT * FROM batch_jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def progress(self, job_id: str) -> Progress:
         job = self.job(job_id)
@@ -492,7 +280,7 @@ class BatchManager:
         if self._on_failure is not None:
             self._on_failure(job_id, idx, exc)
 
-    def _runner_ended(self, runner: _Runner) -> None:
+    def _runner_ended(self, runner: JobRunner) -> None:
         """Record how the run ended, then forget the runner (so ``wait`` returns with the state already set)."""
         job_id = runner.job.id
         if runner.stop_reason:
@@ -506,28 +294,5 @@ class BatchManager:
         with self._lock:
             if self._runners.get(job_id) is runner:
                 del self._runners[job_id]
-
-
-def result_column_names(columns: list[str]) -> list[str]:
-    """The result columns, renamed if the file already uses one of their names."""
-    taken = set(columns)
-    names = []
-    for name in RESULT_COLUMNS:
-        candidate = name
-        while candidate in taken:
-            candidate = "_" + candidate
-        taken.add(candidate)
-        names.append(candidate)
-    return names
-
-
-def _job_from_row(row: Any) -> JobInfo:
-    return JobInfo(
-        id=row["id"], created_at=row["created_at"], owner=row["owner"], source_name=row["source_name"],
-        task=row["task"], template=Template.from_dict(json.loads(row["template_json"])), model=row["model"],
-        backend=row["backend"], params=TaskParams(**json.loads(row["params_json"])),
-        mapping=json.loads(row["mapping_json"]), columns=json.loads(row["columns_json"]),
-        concurrency=row["concurrency"], state=row["state"], total=row["total"], message=row["message"],
-    )
 
 

@@ -20,7 +20,8 @@ from services import format as fmt
 from services.connections import connect
 from services.db import Database
 from services.errors import DashboardError, InvalidInput, user_message
-from services.studio.batch import MAX_CONCURRENCY, BatchManager
+from services.studio.batch import BatchManager
+from services.studio.batch_store import MAX_CONCURRENCY
 from services.studio.tasks import BATCH_TASKS, LANGUAGES, TaskParams, suggest_mapping
 from services.studio.templates import TemplateStore
 

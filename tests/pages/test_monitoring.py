@@ -115,7 +115,7 @@ def test_a_broken_panels_file_is_refused_with_its_reason(open_page: Callable[...
 def test_figure_builders_are_pure_and_handle_empty_frames() -> None:
     import pandas as pd
 
-    from components import monitoring as view
+    from components import charts as view
 
     empty = pd.DataFrame(columns=["time", "backend", "latency_ms", "vram_bytes"])
     for fig in (view.build_latency_figure(empty), view.build_vram_figure(empty),

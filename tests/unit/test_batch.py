@@ -14,7 +14,8 @@ from services.config import Backend
 from services.db import Database
 from services.errors import InvalidInput
 from services.ollama.client import OllamaClient
-from services.studio.batch import BatchManager, result_column_names
+from services.studio.batch import BatchManager
+from services.studio.batch_store import result_column_names
 from services.studio.tabular import Table, read_table
 from services.studio.tasks import TaskParams
 from services.studio.templates import TemplateStore

@@ -10,13 +10,8 @@ import pytest
 from services.config import Backend
 from services.errors import InvalidInput
 from services.ollama.client import OllamaClient
-from services.stage.compare import (
-    ColumnSnapshot,
-    ComparisonRun,
-    Contestant,
-    RoundSpec,
-    run_to_end,
-)
+from services.stage.compare import ComparisonRun, run_to_end
+from services.stage.lineup import ColumnSnapshot, Contestant, RoundSpec
 from tests.standin import StandinServer, _model_record
 
 MODELS = ["llama3.2:1b", "qwen3:0.6b", "phi3:mini", "gemma2:2b"]

@@ -17,7 +17,8 @@ from services.access.audit import AuditLog
 from services.config import Backend
 from services.db import Database
 from services.errors import InvalidInput
-from services.models.pulls import MAX_LAYERS, STATUS_HISTORY, PullManager, PullProgress, canonical_name
+from services.models.pull_progress import MAX_LAYERS, STATUS_HISTORY, PullProgress, canonical_name
+from services.models.pulls import PullManager
 from services.ollama.client import OllamaClient
 from tests.standin import StandinServer
 

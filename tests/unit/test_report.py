@@ -11,8 +11,9 @@ import pytest
 from services.config import Backend
 from services.errors import InvalidInput
 from services.ollama.client import OllamaClient
-from services.stage.compare import ComparisonRun, Contestant, RoundSpec, run_to_end
+from services.stage.compare import ComparisonRun, run_to_end
 from services.stage.decks import DeckPrompt
+from services.stage.lineup import Contestant, RoundSpec
 from services.stage.report import CompareSession, Source, parse_report, render_html
 from tests.standin import StandinServer
 
