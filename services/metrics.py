@@ -6,12 +6,7 @@ Names follow the seed: ``ai_requests_total{status,model}`` and ``ai_request_dura
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
-
-if TYPE_CHECKING:
-    from services.ollama.wire import GenerationStats
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -45,17 +40,19 @@ AI_TOKENS = Counter(
 )
 
 
-def record_generation(
-    *, model: str, status: str, duration_s: float, ttft_s: float | None, stats: GenerationStats | None
-) -> None:
-    """Count one generation; called exactly once per request, whatever its outcome."""
+def record_generation(*, model: str, status: str, duration_s: float, ttft_s: float | None,
+                      prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+    """Count one generation; called exactly once per request, whatever its outcome (by the stream collector).
+
+    Token counts are Ollama's own (``prompt_eval_count``, ``eval_count``), known only when the final line came.
+    """
     AI_REQUESTS.labels(status=status, model=model).inc()
     AI_REQUEST_DURATION.labels(model=model).observe(max(duration_s, 0.0))
     if ttft_s is not None:
         AI_TIME_TO_FIRST_TOKEN.labels(model=model).observe(ttft_s)
-    if stats is not None:
-        AI_TOKENS.labels(model=model, kind="prompt").inc(stats.prompt_eval_count)
-        AI_TOKENS.labels(model=model, kind="completion").inc(stats.eval_count)
+    if prompt_tokens or completion_tokens:
+        AI_TOKENS.labels(model=model, kind="prompt").inc(prompt_tokens)
+        AI_TOKENS.labels(model=model, kind="completion").inc(completion_tokens)
 
 
 def sample(name: str, labels: dict[str, str]) -> float:

@@ -95,8 +95,11 @@ class StreamCollector:
             return
         self.status = status
         if self._record:
+            counted = self.stats if status == "success" else None
             metrics.record_generation(model=self.model, status=status, duration_s=now - self.started,
-                                      ttft_s=self.first_token_s, stats=self.stats if status == "success" else None)
+                                      ttft_s=self.first_token_s,
+                                      prompt_tokens=counted.prompt_eval_count if counted else 0,
+                                      completion_tokens=counted.eval_count if counted else 0)
 
 
 def collect(stream: NDJSONStream, model: str, *, clock: Callable[[], float] = time.perf_counter,

@@ -8,21 +8,36 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from services.access.acting import acting_as
 from services.errors import DashboardError, user_message
+from services.ollama.client import OllamaClient
 from services.ollama.ndjson import NDJSONStream
 from services.studio.batch_store import PAGE_SIZE, JobInfo
 from services.studio.engine import BackoffGate, run_task
 
-if TYPE_CHECKING:
-    from services.studio.batch import BatchManager
+
+class RowStore(Protocol):
+    """What a runner needs from the manager that owns the job's rows (``services.studio.batch.BatchManager``)."""
+
+    backoff_base_s: float
+    backoff_max_s: float
+    max_transport_attempts: int
+    client_for: Callable[[str], OllamaClient]
+
+    def _pending_after(self, job_id: str, last: int, limit: int) -> list[int]: ...
+    def _claim(self, job_id: str, idx: int) -> dict[str, Any] | None: ...
+    def _release(self, job_id: str, idx: int) -> None: ...
+    def _store(self, job_id: str, idx: int, status: str, output: str, error: str, attempts: int,
+               duration_s: float, tokens: int | None, template_ref: str) -> None: ...
+    def _log_failure(self, job_id: str, idx: int, exc: BaseException) -> None: ...
+    def _runner_ended(self, runner: JobRunner) -> None: ...
 
 class JobRunner:
     """The threads of one running job."""
 
-    def __init__(self, manager: BatchManager, job: JobInfo) -> None:
+    def __init__(self, manager: RowStore, job: JobInfo) -> None:
         self.manager = manager
         self.job = job
         self.cancelled = threading.Event()

@@ -91,9 +91,9 @@ def test_panels_read_back_real_scraped_data(prometheus: RunningPrometheus, tmp_p
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
             prober.run_round()
-            record_generation(model="integ-a:1b", status="success", duration_s=1.5, ttft_s=0.2, stats=None)
-            record_generation(model="integ-a:1b", status="error", duration_s=0.3, ttft_s=None, stats=None)
-            record_generation(model="integ-b:1b", status="success", duration_s=4.0, ttft_s=0.5, stats=None)
+            record_generation(model="integ-a:1b", status="success", duration_s=1.5, ttft_s=0.2)
+            record_generation(model="integ-a:1b", status="error", duration_s=0.3, ttft_s=None)
+            record_generation(model="integ-b:1b", status="success", duration_s=4.0, ttft_s=0.5)
             time.sleep(0.25)
         prober.stop()
 

@@ -48,7 +48,7 @@ def test_serves_generation_and_probe_metrics(tmp_path: Path, started: list[Expor
                             data_dir=tmp_path, metrics_port=port, probe_interval_s=60)
         monitoring = monitor(settings, started)
         monitoring.prober.run_round()
-        record_generation(model="exporter-test:1b", status="success", duration_s=1.2, ttft_s=0.3, stats=None)
+        record_generation(model="exporter-test:1b", status="success", duration_s=1.2, ttft_s=0.3)
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert 'ai_requests_total{model="exporter-test:1b",status="success"}' in text
     assert 'ai_request_duration_seconds_bucket{le="2.5",model="exporter-test:1b"}' in text
