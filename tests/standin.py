@@ -12,7 +12,12 @@ for ``stall_s`` after ``fault_after`` tokens), ``no_done`` (clean end without ``
 A request with a JSON-schema ``format`` gets JSON fitting the schema, or, with ``format_mode``,
 ``bad_json`` / ``wrong_shape`` / ``unknown_enum`` answers (for the product studio's checks).
 ``model_tokens_per_second`` and ``model_faults`` (keyed by model name, empty by default) slow down or
-break one model only. ``python -m tests.standin --port 11434`` serves it alone.
+break one model only.
+
+Profiles (``tests/profiles/``) switch the whole habit of a host at once: which models it has, how its
+models answer (``responder``), how fast. ``state.apply_profile(name)`` in-process, ``POST /_standin/config``
+with ``{"profile": name}``, or ``python -m tests.standin --profile NAME``. ``SilentHost`` is the rough host
+that accepts connections and never answers. ``python -m tests.standin --port 11434`` serves it alone.
 """
 
 from __future__ import annotations
@@ -138,8 +143,19 @@ class StandinState:
         self.responder: Callable[[dict[str, Any]], str] | None = None
         self._slots: threading.Semaphore | None = None
 
+    def apply_profile(self, name: str) -> None:
+        """Reset, then take on a named profile's models, replies and speeds (``tests.profiles``)."""
+        from tests.profiles import apply_profile
+
+        with self.lock:
+            self.reset()
+            apply_profile(self, name)
+
     def configure(self, **values: Any) -> None:
         with self.lock:
+            profile = values.pop("profile", None)
+            if profile is not None:
+                self.apply_profile(str(profile))
             self.config.update(values)
             self._slots = threading.Semaphore(self.config.parallel) if self.config.parallel else None
 
@@ -852,16 +868,56 @@ class StandinServer:
         self.stop()
 
 
+class SilentHost:
+    """A host that accepts every connection and never answers (a hung Ollama, a black-holed proxy)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-host", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted.append(conn)  # held open, never read from, never written to
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(2)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+    def __enter__(self) -> SilentHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the loopback Ollama stand-in.")
     parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--profile", default="", help="a profile from tests/profiles (e.g. demo)")
     parser.add_argument("--tokens-per-second", type=float, default=40.0)
     parser.add_argument("--reply-tokens", type=int, default=120)
     parser.add_argument("--load-delay", type=float, default=1.5, help="seconds a cold model takes to load")
     args = parser.parse_args()
     server = StandinServer(port=args.port)
-    server.state.configure(tokens_per_second=args.tokens_per_second, reply_tokens=args.reply_tokens,
-                           load_delay_s=args.load_delay)
+    if args.profile:
+        server.state.apply_profile(args.profile)
+    else:
+        server.state.configure(tokens_per_second=args.tokens_per_second, reply_tokens=args.reply_tokens,
+                               load_delay_s=args.load_delay)
     print(f"Ollama stand-in on {server.url} (Ctrl-C to stop)")
     try:
         server.httpd.serve_forever()

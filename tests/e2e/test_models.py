@@ -12,7 +12,7 @@ from tests.e2e.conftest import DashboardServer, goto, screenshot, wait_for_app
 from tests.standin import StandinServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-PROGRESS_RE = re.compile(r"\d B / [\d.]+ [KMG]iB · \d+%|iB / [\d.]+ [KMG]iB · \d+%")
+PROGRESS_RE = re.compile(r"[\d.]+ [KMG]?B / [\d.]+ [KMG]B · \d+%")
 
 
 def start_pull(page: Page, name: str) -> None:
@@ -122,5 +122,5 @@ def test_failed_pull_says_why_next_to_the_loaded_models(page: Page, dashboard: D
     expect(page.get_by_text("file does not exist").first).to_be_visible(timeout=10_000)
     expect(page.get_by_role("button", name="Retry").first).to_be_visible()
     expect(page.get_by_text("forever")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^9m \d\ds$"))).to_be_visible()  # the 10 minute keep-alive ticking
+    expect(page.get_by_text(re.compile(r"^9 min \d\d s$"))).to_be_visible()  # the 10 minute keep-alive ticking
     screenshot(page, "models-failed-pull-and-loaded")
