@@ -7,7 +7,7 @@ import streamlit as st
 from components import chat as chat_view
 from components import session
 from components.router import enter_page
-from services.chat.conversation import MAX_PROMPT_CHARS, Conversation, validate_prompt
+from services.chat.conversation import Conversation, validate_prompt
 from services.errors import DashboardError, user_message
 from services.ollama.options import CUSTOM, PRESETS, GenerationOptions, parse_stop_sequences, preset_for
 from services.ollama.stream import stream_updates
@@ -111,8 +111,7 @@ elif not names:
 prompt = st.chat_input(
     f"Message {model}" if model else "Choose a model first",
     key="chat.input", disabled=not model or bool(models_error), submit_mode="disable",
-    max_chars=MAX_PROMPT_CHARS,
-)
+)  # no max_chars: the browser would cut a long paste silently; validate_prompt says what the limit is
 if prompt is not None and model:
     try:
         options = GenerationOptions(

@@ -869,14 +869,17 @@ class StandinServer:
 
 
 class SilentHost:
-    """A host that accepts every connection and never answers (a hung Ollama, a black-holed proxy)."""
+    """A host that accepts every connection, reads the request, and never answers (a hung Ollama, a black-holed
+    proxy). ``requests`` keeps each request's first line and whether it came from the dashboard's prober."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted: list[socket.socket] = []
+        self.requests: list[dict[str, Any]] = []
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="silent-host", daemon=True)
         self._thread.start()
@@ -888,13 +891,36 @@ class SilentHost:
                 conn, _ = self.sock.accept()
             except OSError:
                 continue
-            self.accepted.append(conn)  # held open, never read from, never written to
+            with self._lock:
+                self._held.append(conn)
+            threading.Thread(target=self._read_head, args=(conn,), daemon=True).start()
+
+    def _read_head(self, conn: socket.socket) -> None:
+        head = b""
+        conn.settimeout(5.0)
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        lines = head.decode("latin-1").split("\r\n")
+        probe = any(line.lower().startswith("x-dashboard-probe:") for line in lines)
+        with self._lock:
+            self.requests.append({"line": lines[0], "probe": probe, "at": time.time()})
+        # ...and never a byte back.
+
+    def page_requests(self) -> list[str]:
+        """The request lines of everything but the prober, oldest first."""
+        with self._lock:
+            return [r["line"] for r in self.requests if not r["probe"]]
 
     def stop(self) -> None:
         self._stopped.set()
         self._thread.join(2)
-        for conn in self.accepted:
-            conn.close()
+        with self._lock:
+            for conn in self._held:
+                conn.close()
         self.sock.close()
 
     def __enter__(self) -> SilentHost:

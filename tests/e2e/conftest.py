@@ -60,15 +60,25 @@ class DashboardServer:
         found = [b for b in blocks if b.startswith("Traceback")]
         return [b for b in found if not (STREAMLIT_WEBSOCKET_RACE in b and not OUR_CODE.search(b))]
 
+    def warnings(self, *, allowed: tuple[str, ...] = ()) -> list[str]:
+        """Log lines at WARNING or above, and deprecations, less the ``allowed`` substrings."""
+        noisy = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|[Dd]eprecat")
+        return [line for line in self.log().splitlines()
+                if noisy.search(line) and not any(text in line for text in allowed)]
 
-def start_dashboard(env_overrides: dict[str, str], tmp: Path) -> DashboardServer:
+
+def start_dashboard(env_overrides: dict[str, str], tmp: Path, *, how: str = "serve") -> DashboardServer:
+    """Start the dashboard as people do: ``python serve.py`` (what ``make run`` and the image run) or
+    ``streamlit run app.py`` (how most Streamlit recipes start an app)."""
     port = free_port()
     data_dir = tmp / "data"
-    env = {**os.environ, "DASHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **env_overrides}
+    env = {**os.environ, "DASHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1",
+           "DASHBOARD_METRICS_PORT": "0", **env_overrides}
     log_path = tmp / "streamlit.log"
     log = log_path.open("w")
+    starter = ["serve.py"] if how == "serve" else ["-m", "streamlit", "run", "app.py"]
     process = subprocess.Popen(
-        [sys.executable, "serve.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+        [sys.executable, *starter, "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -28,8 +28,8 @@ def token(role: str, sub: str, ttl_s: int = 600, **extra: object) -> str:
 @pytest.fixture(scope="module")
 def keyed_dashboard(e2e_standin: StandinServer, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[DashboardServer]:
-    server = start_dashboard({"OLLAMA_HOST": e2e_standin.url, "DASHBOARD_JWT_SECRET": SECRET,
-                              "DASHBOARD_METRICS_PORT": "8931"}, tmp_path_factory.mktemp("keyed"))
+    server = start_dashboard({"OLLAMA_HOST": e2e_standin.url, "DASHBOARD_JWT_SECRET": SECRET},
+                             tmp_path_factory.mktemp("keyed"))
     yield server
     stop_dashboard(server)
     log = server.log()
