@@ -221,10 +221,14 @@ def _category_text(raw: str) -> tuple[str, list[str]]:
     if found:
         return found.group(1), ["read the category from broken JSON"]
     cleaned = clean_text(raw)
+    changes = [c for c in cleaned.changes if not c.startswith("removed surrounding quotes")]
     text = cleaned.text
-    text = re.sub(r"^(?:la\s+)?(?:cat[ée]gorie|category)\s*(?:est|is)?\s*:?\s*", "", text, flags=re.IGNORECASE)
+    prose = re.match(r"^[^:\n]{0,80}\b(?:cat[ée]gor(?:ie|y)|classification)\b[^:\n]{0,60}:\s*", text, re.IGNORECASE)
+    if prose and text[prose.end():].strip():
+        changes.append(f"removed the sentence around the category {_quote(prose.group(0))}")
+        text = text[prose.end():]
     text = _strip_quotes(text.strip().rstrip(".").strip())
-    return text, [c for c in cleaned.changes if not c.startswith("removed surrounding quotes")]
+    return text, changes
 
 
 def repair_category(raw: str, taxonomy: Taxonomy, *, shortlist: tuple[str, ...] = ()) -> Repair:
@@ -248,7 +252,8 @@ def repair_category(raw: str, taxonomy: Taxonomy, *, shortlist: tuple[str, ...] 
             f'"{answer[:80]}" is not in the taxonomy. Choose one of these {len(closest)} closest, copied '
             f"exactly:\n{options}")
     if match.how != "exact":
-        changes.append(f"matched {_quote(answer, 60)} to {_quote(match.path, 90)} ({match.how})")
+        how = {"folded": "ignoring case, accents and spacing", "last segment": "by its last segment"}[match.how]
+        changes.append(f"matched {_quote(answer, 60)} to {_quote(match.path, 90)} {how}")
     return Repair(json.dumps({"category": match.path}, ensure_ascii=False), tuple(changes))
 
 
