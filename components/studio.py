@@ -197,8 +197,10 @@ def render_template_editor(task: str, store: TemplateStore, on_save: Callable[[T
 
 # ---- batch progress --------------------------------------------------------------------------------------
 
-SEGMENTS = (("done", "Done", "#2e9e5b"), ("repaired", "Done after repair", "#3a7bd5"), ("failed", "Failed", "#d64545"),
-            ("running", "Running", "#f0a202"), ("pending", "Left", "#d9dce1"))
+# Each part of the bar, with its colour and the Markdown colour that names it in the caption beneath.
+SEGMENTS = (("done", "Done", "#21c354", "green"), ("repaired", "Done after repair", "#1c83e1", "blue"),
+            ("failed", "Failed", "#ff4b4b", "red"), ("running", "Running", "#ffa421", "orange"),
+            ("pending", "Left", "#d5dae5", "gray"))
 TABLE_ROWS = 200
 FULL_ERRORS = 50
 
@@ -210,23 +212,27 @@ def progress_caption(progress: Progress) -> str:
             f"{fmt.eta(progress.eta_s)}")
 
 
+def progress_key() -> str:
+    """What the bar's colours mean, in Markdown colours (no HTML)."""
+    return " ".join(f":{markdown}[■] {label}" for _key, label, _colour, markdown in SEGMENTS)
+
+
 def progress_segments(progress: Progress) -> pd.DataFrame:
     """The bar's parts, in order: done as they came, done after repair, failed, running, left."""
     counts = {"done": progress.done - progress.repaired, "repaired": progress.repaired, "failed": progress.failed,
               "running": progress.running, "pending": progress.pending}
     return pd.DataFrame([{"order": i, "part": label, "rows": counts[key]}
-                         for i, (key, label, _colour) in enumerate(SEGMENTS)])
+                         for i, (key, label, _colour, _markdown) in enumerate(SEGMENTS)])
 
 
 def progress_chart(progress: Progress) -> alt.Chart:
     """A progress bar in which failed rows show as failed (red), not as progress like any other."""
     data = progress_segments(progress)
-    domain = [label for _key, label, _colour in SEGMENTS]
-    colours = [colour for _key, _label, colour in SEGMENTS]
+    domain = [label for _key, label, _colour, _markdown in SEGMENTS]
+    colours = [colour for _key, _label, colour, _markdown in SEGMENTS]
     return alt.Chart(data).mark_bar(height=18).encode(
         x=alt.X("sum(rows):Q", stack="zero", axis=None, scale=alt.Scale(domain=[0, max(progress.total, 1)])),
-        color=alt.Color("part:N", scale=alt.Scale(domain=domain, range=colours),
-                        legend=alt.Legend(orient="bottom", title=None, direction="horizontal")),
+        color=alt.Color("part:N", scale=alt.Scale(domain=domain, range=colours), legend=None),
         order=alt.Order("order:Q"),
         tooltip=[alt.Tooltip("part:N", title="Rows"), alt.Tooltip("sum(rows):Q", title="Count")],
     ).properties(height=24)
@@ -256,6 +262,7 @@ def _job_card(manager: BatchManager, job_id: str, was_running: bool) -> None:
                     f"batch {plain_label(job.id)}")
         st.altair_chart(progress_chart(progress), width="stretch")
         st.caption(f"{state}: {progress_caption(progress)}")
+        st.caption(progress_key())
         cols = st.columns(4)
         cols[0].metric("Done", fmt.count(progress.done, "row"),
                        help=f"{progress.repaired:,} of them after a repair (see the repairs column).")
@@ -306,17 +313,18 @@ def _results_table(manager: BatchManager, job_id: str, progress: Progress) -> No
     frame = manager.rows(job_id, status="failed" if only_failed else None, limit=TABLE_ROWS)
     config: dict[str, Any] = {
         "row": st.column_config.NumberColumn("row", width="small"),
-        "status": st.column_config.TextColumn("status", width="small"),
+        "status": st.column_config.TextColumn("status", width="medium"),
         "output": st.column_config.TextColumn("output", width="large"),
         "attempts": st.column_config.NumberColumn("attempts", width="small"),
         "repairs": st.column_config.TextColumn("repairs", width="medium"),
         "error": st.column_config.TextColumn("error", width="medium"),
         "duration_s": st.column_config.NumberColumn("seconds", format="%.2f", width="small"),
     }
-    for column in frame.columns:
-        if column.startswith("key:"):
-            config[column] = st.column_config.TextColumn(column.removeprefix("key:"), width="small")
-    st.dataframe(frame, hide_index=True, width="stretch", height=300, column_config=config)
+    keys = [c for c in frame.columns if c.startswith("key:")]
+    for column in keys:
+        config[column] = st.column_config.TextColumn(column.removeprefix("key:"), width="small")
+    order = ["row", *keys, "status", "attempts", "output", "repairs", "error", "duration_s"]
+    st.dataframe(frame, hide_index=True, width="stretch", height=300, column_config=config, column_order=order)
     shown = progress.failed if only_failed else progress.total
     if shown > TABLE_ROWS:
         st.caption(f"The table shows the first {TABLE_ROWS:,} of {shown:,} rows; the downloads have them all.")
