@@ -192,12 +192,13 @@ def extract_json_object(raw: str) -> tuple[Any, tuple[str, ...]]:
     if start < 0:
         return None, tuple(changes)
     decoder = json.JSONDecoder()
-    for attempt in (text[start:], remove_trailing_commas(text[start:])):
+    body = text[start:]
+    for fixed, attempt in ((False, body), (True, remove_trailing_commas(body))):
         try:
             value, end = decoder.raw_decode(attempt)
         except ValueError:
             continue
-        if attempt is not text[start:]:
+        if fixed:
             changes.append("removed trailing commas")
         if (start > 0 or attempt[end:].strip()) and "removed text around the JSON" not in changes:
             changes.append("removed text around the JSON")
