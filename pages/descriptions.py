@@ -4,6 +4,7 @@ product, side by side on several models, or over a whole supplier file as a serv
 from __future__ import annotations
 
 import contextvars
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -210,6 +211,8 @@ def load_upload() -> Table | None:
 
 
 def batch_mapping(task: str, table: Table) -> dict[str, str | None]:
+    """The field -> column choices, suggested from the headers; a new file starts from its own suggestions."""
+    tag = hashlib.sha1(table_key(table).encode()).hexdigest()[:8]
     st.markdown("**Map the file's columns to the task's fields**")
     suggested = suggest_mapping(task, table.columns)
     options = [NONE, *table.columns]
@@ -219,7 +222,7 @@ def batch_mapping(task: str, table: Table) -> dict[str, str | None]:
     for i, spec in enumerate(fields):
         default = suggested.get(spec.name)
         choice = cols[i % len(cols)].selectbox(
-            spec.label + (" *" if spec.required else ""), options, key=f"studio.batch.map.{task}.{spec.name}",
+            spec.label + (" *" if spec.required else ""), options, key=f"studio.batch.map.{tag}.{task}.{spec.name}",
             index=options.index(default) if default in options else 0)
         mapping[spec.name] = None if choice == NONE else choice
     return mapping
@@ -290,7 +293,7 @@ def batch_setup(table: Table, running_job: str | None) -> None:
 
 
 def table_key(table: Table) -> str:
-    return f"{table.source_name}:{len(table)}:{len(table.columns)}"
+    return f"{table.source_name}:{len(table)}:{','.join(table.columns)}"
 
 
 def running_job_for(table: Table | None) -> str | None:

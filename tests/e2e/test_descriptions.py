@@ -141,6 +141,10 @@ def test_a_new_user_on_small_models_single_product_then_a_first_batch(
         assert page.get_by_text("No valid output").count() == 0
 
         goto(page, dashboard, "/descriptions?mode=batch")
+        # A file without a product type: named as the form names it, before Run, and Run is disabled.
+        page.locator("input[type=file]").set_input_files(str(FIXTURES / "missing_column.csv"))
+        expect(page.get_by_text("Map a column to “Product type” (required).")).to_be_visible(timeout=20_000)
+        expect(page.get_by_role("button", name="Run batch")).to_be_disabled()
         page.locator("input[type=file]").set_input_files(str(small_catalogue(tmp_path)))
         expect(page.get_by_text("20 rows, 5 columns", exact=False)).to_be_visible(timeout=20_000)
         page.get_by_role("button", name="Run batch").click()

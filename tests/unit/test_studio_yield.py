@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -195,3 +196,37 @@ def test_the_small_models_profile_is_deterministic_and_faithful_to_the_server(st
     assert "soie" not in stopped
     short = SmallModelResponder()({**body, "options": {"num_predict": 3}})
     assert len(short.split()) <= 3
+
+
+def test_retry_failed_measures_its_eta_on_its_own_rows_and_keeps_every_attempt(
+        tmp_path: Path, client: OllamaClient, standin: StandinServer, store: TemplateStore) -> None:
+    gate = threading.Event()
+    healthy = threading.Event()
+
+    def responder(body: dict) -> str:
+        if not healthy.is_set():
+            return "An English answer, which is not what was asked for here."
+        gate.wait(30)  # the retry's rows wait here until the test has looked at the progress
+        return FR
+
+    standin.state.responder = responder
+    manager = BatchManager(Database.in_dir(tmp_path), lambda _name: client)
+    table = read_table(("type;nom\n" + "".join(f"robe;Robe {i}\n" for i in range(4))).encode(), "c.csv")
+    job_id = manager.create_job(table, template=store.latest("description"), model="llama3.2:1b", backend="s",
+                                params=TaskParams(), mapping={"product_type": "type", "name": "nom"},
+                                concurrency=2, owner="t")
+    manager.start(job_id)
+    assert manager.wait(job_id, 30)
+    assert manager.progress(job_id).failed == 4 and manager.attempts(job_id) == 12
+    healthy.set()
+    assert manager.retry_failed(job_id) == 4
+    during = manager.progress(job_id)
+    # The first run's rows are not this run's throughput: no rate, no ETA until a retried row finishes.
+    assert (during.rows_per_s, during.eta_s, during.failed) == (None, None, 0)
+    assert during.pending + during.running == 4
+    gate.set()
+    assert manager.wait(job_id, 30)
+    after = manager.progress(job_id)
+    assert (after.done, after.failed) == (4, 0)
+    assert manager.attempts(job_id) == 16  # every request sent for these rows, both runs
+    manager.shutdown()
