@@ -5,7 +5,8 @@ products per task: descriptions, classification, extraction. Each task runs twic
 (four workers, as a batch would):
 
 - off: today's engine: the v1 templates, no repair, the same prompt again after a failed check;
-- on: the current templates (few-shot, derived num_predict, stops), repair, retry with feedback.
+- on: the current templates (few-shot, derived num_predict, stops), repair, retry with feedback;
+- on, odds x2: the same with every habit twice as likely (a rougher model than the profile's).
 
 Usable = kept by the engine AND passing an independent audit of the brief (no preamble, quotes, Markdown,
 hashtags or closing remark; within the sentence and character limits; the language asked; a real
@@ -32,6 +33,7 @@ from services.studio.engine import TaskResult, run_task
 from services.studio.sentences import count_sentences
 from services.studio.tasks import TaskParams
 from services.studio.templates import TemplateStore
+from tests.profiles.small_models import SmallModelResponder
 from tests.standin import StandinServer
 
 ROWS = 200
@@ -111,7 +113,7 @@ class Outcome:
                 f"{len(self.broken):>3} kept breaking the brief, {self.requests / n:.2f} requests/row")
 
 
-def run(task: str, mode: str, data_dir: Path) -> Outcome:
+def run(task: str, mode: str, data_dir: Path, odds_scale: float = 1.0) -> Outcome:
     store = TemplateStore(data_dir)
     template = store.get(task, 1) if mode == "off" else store.latest(task)
     params = PARAMS[task]
@@ -119,6 +121,7 @@ def run(task: str, mode: str, data_dir: Path) -> Outcome:
         server.httpd.handle_error = lambda *_args: None  # type: ignore[method-assign]
         server.state.apply_profile("small_models")
         server.state.configure(tokens_per_second=50_000)
+        server.state.responder = SmallModelResponder(odds_scale)
         client = OllamaClient(Backend(name="standin", kind="ollama", url=server.url), stall_timeout_s=30)
         started = time.perf_counter()
         with ThreadPoolExecutor(WORKERS) as pool:
@@ -148,12 +151,13 @@ def main() -> dict[str, dict[str, Outcome]]:
     with tempfile.TemporaryDirectory() as tmp:
         for task in ("description", "classification", "extraction"):
             outcomes[task] = {mode: run(task, mode, Path(tmp)) for mode in ("off", "on")}
+            outcomes[task]["on, odds x2"] = run(task, "on", Path(tmp), odds_scale=2.0)
     print(f"small_models profile, {ROWS} rows per task, {WORKERS} workers; off = v1 templates, no repair, same prompt "
           "on retry; on = few-shot templates, repair, retry with feedback")
     for task, by_mode in outcomes.items():
         print(f"\n{task}")
         for mode, outcome in by_mode.items():
-            print(f"  repair {mode:<3}: {outcome.row()}")
+            print(f"  repair {mode:<11}: {outcome.row()}")
         for result, why in by_mode["on"].broken[:3]:
             print(f"    kept but breaks the brief ({why}): {result.output[:120]!r}")
         print("\n".join(examples(by_mode["on"])))
