@@ -233,16 +233,19 @@ def read_table_file(path: str) -> Table:
         return read_table(handle.read(), os.path.basename(path))
 
 
-def require_columns(table: Table, mapping: dict[str, str | None], required: Iterable[str]) -> None:
-    """Every required field must be mapped to a column that really exists in the file."""
+def require_columns(table: Table, mapping: dict[str, str | None], required: Iterable[str],
+                    labels: dict[str, str] | None = None) -> None:
+    """Every required field must be mapped to a column that really exists in the file; fields are named with
+    the labels people see (``labels``), not their internal names."""
     columns = set(table.columns)
     for field_name in required:
+        label = (labels or {}).get(field_name, field_name)
         column = mapping.get(field_name)
         if not column:
-            raise InvalidInput(f"Map a column to the required field {field_name!r} "
+            raise InvalidInput(f"Map a column to the required field “{label}” "
                                f"(the file's columns are: {', '.join(table.columns)}).")
         if column not in columns:
-            raise InvalidInput(f"The column {column!r} mapped to {field_name!r} is not in the file.")
+            raise InvalidInput(f"The column {column!r} mapped to “{label}” is not in the file.")
 
 
 # ---- writing -----------------------------------------------------------------------------------------

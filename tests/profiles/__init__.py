@@ -20,8 +20,11 @@ def _polite(state: StandinState) -> None:
 
 
 def _profiles() -> dict[str, Profile]:
+    from tests.profiles import small_models
+
     return {
         "polite": _polite,
+        "small_models": small_models.apply,
     }
 
 

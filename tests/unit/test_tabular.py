@@ -91,9 +91,9 @@ def test_ragged_short_rows_are_padded_and_trailing_empty_cells_ignored() -> None
 
 def test_missing_required_column_message() -> None:
     table = read_table_file(str(FIXTURES / "missing_column.csv"))
-    with pytest.raises(InvalidInput, match=r"required field 'product_type'.*sku, name, price"):
-        require_columns(table, {"product_type": None}, ["product_type"])
-    with pytest.raises(InvalidInput, match="'Type' mapped to 'product_type' is not in the file"):
+    with pytest.raises(InvalidInput, match=r"required field “Product type”.*sku, name, price"):
+        require_columns(table, {"product_type": None}, ["product_type"], {"product_type": "Product type"})
+    with pytest.raises(InvalidInput, match="'Type' mapped to “product_type” is not in the file"):
         require_columns(table, {"product_type": "Type"}, ["product_type"])
 
 
