@@ -11,6 +11,7 @@ and an assistant turn (the answer), before the real product.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import tomllib
@@ -28,6 +29,8 @@ from services.resources import TEMPLATES_DIR
 from services.studio.tasks import MAX_TEMPLATE_CHARS, PLACEHOLDER_RE, TASK_FIELDS, TASK_VARIABLES, TASKS
 
 MAX_EXAMPLES = 4
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -201,8 +204,14 @@ class TemplateStore:
                     template = Template.from_toml(path.read_text(encoding="utf-8"), source="edited")
                 except (InvalidInput, OSError, ValueError):
                     continue  # a damaged file must not hide the other versions
-                if template.task == task:
-                    found[template.version] = template
+                if template.task != task:
+                    continue
+                if found.get(template.version, template).source == "shipped":
+                    # A version staff saved before this one shipped keeps its number: results made with it say
+                    # task@vN and must still mean it. The shipped one is still readable in catalog/templates/.
+                    log.warning("%s: the saved %s hides the shipped version with the same number; save the "
+                                "shipped text as a new version to use it.", path, template.ref)
+                found[template.version] = template
         if not found:
             raise InvalidInput(f"No template for the task {task!r} (expected {shipped}).")
         return [found[v] for v in sorted(found)]
