@@ -141,6 +141,7 @@ class StandinState:
         self.in_flight = 0
         self.max_in_flight = 0
         self.responder: Callable[[dict[str, Any]], str] | None = None
+        self.finals: list[dict[str, Any]] = []  # the final lines sent, newest last (what a page must show)
         self._slots: threading.Semaphore | None = None
 
     def apply_profile(self, name: str) -> None:
@@ -616,7 +617,11 @@ class Handler(BaseHTTPRequestHandler):
         final.update({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""})
         if not chat:
             final["context"] = [1, 2, 3]
-        return {k: v for k, v in final.items() if v != 0}  # Ollama omits zero-valued counters
+        final = {k: v for k, v in final.items() if v != 0}  # Ollama omits zero-valued counters
+        with self.state.lock:
+            self.state.finals.append(final)
+            del self.state.finals[:-100]
+        return final
 
     def _generate_whole(self, body: dict[str, Any], chat: bool, tokens: list[str], thinking: list[str],
                         text_in: str, started: int, load_ns: int) -> None:
