@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-integration bench lint system-deps clean standin
+.PHONY: run demo test test-unit test-pages test-e2e test-integration bench lint system-deps clean standin
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -23,6 +23,18 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 ## Start the dashboard on http://127.0.0.1:$(PORT) (open local mode unless a JWT key is configured).
 run: $(VENV)/.runtime-installed
 	$(PY) serve.py --server.port $(PORT) --server.address $${DASHBOARD_BIND:-127.0.0.1}
+
+## A first look without Ollama: a stand-in Ollama with demo models (French answers, a thinking and a vision
+## model, a slow 7B, a 20-second pull) on 127.0.0.1:$(DEMO_OLLAMA_PORT), and the dashboard on its own data
+## directory. Ctrl-C stops both.
+DEMO_OLLAMA_PORT ?= 11435
+demo: $(VENV)/.runtime-installed
+	@echo "make demo: stand-in Ollama (profile demo) on http://127.0.0.1:$(DEMO_OLLAMA_PORT); dashboard on http://127.0.0.1:$(PORT)"
+	@$(PY) -m tests.standin --profile demo --port $(DEMO_OLLAMA_PORT) & standin=$$!; \
+	trap 'kill $$standin 2>/dev/null' EXIT INT TERM; \
+	$(PY) -m tests.standin --wait-for http://127.0.0.1:$(DEMO_OLLAMA_PORT); \
+	OLLAMA_HOST=http://127.0.0.1:$(DEMO_OLLAMA_PORT) DASHBOARD_BACKENDS_FILE= DASHBOARD_DATA_DIR=$${DASHBOARD_DATA_DIR:-data/demo} \
+	$(PY) serve.py --server.port $(PORT) --server.address 127.0.0.1
 
 ## System packages the tests use: Debian's Chromium (e2e), Prometheus (integration), docker-compose (validates
 ## docker-compose.yml; no engine needed).
@@ -60,7 +72,7 @@ bench: $(VENV)/.dev-installed system-deps
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 
-## A loopback Ollama stand-in, for trying the dashboard without a real Ollama.
+## A loopback Ollama stand-in alone (in a second terminal, beside `make run`); `make demo` runs both at once.
 standin: $(VENV)/.runtime-installed
 	$(PY) -m tests.standin --port $${STANDIN_PORT:-11434}
 
