@@ -125,6 +125,7 @@ def dashboard(e2e_standin: StandinServer, tmp_path_factory: pytest.TempPathFacto
     yield server
     stop_dashboard(server)
     assert not server.tracebacks(), server.log()
+    assert not server.warnings(), server.log()
 
 
 @pytest.fixture(scope="session")
