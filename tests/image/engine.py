@@ -86,12 +86,13 @@ def _answers(docker: str) -> bool:
 
 
 def start_engine(log_dir: Path, dockerd_command: list[str] | None = None, wait_s: float = ENGINE_START_S,
-                 sleep: Callable[[float], None] = time.sleep) -> Engine:
-    """A daemon that answers ``docker info``: the running one, or one started here (root only)."""
+                 docker_info: Callable[[], bool] | None = None) -> Engine:
+    """A daemon that answers ``docker info`` (``docker_info``): the running one, or one started here (root only)."""
     docker = shutil.which("docker")
     if docker is None:
         raise EngineUnavailable("no docker client: `make system-deps` installs Debian's docker.io")
-    if dockerd_command is None and _answers(docker):
+    answers = docker_info or (lambda: _answers(docker))
+    if dockerd_command is None and answers():
         return Engine(docker)
     dockerd_command = dockerd_command or [shutil.which("dockerd") or "dockerd", "--bridge=none", "--iptables=false",
                                           "--ip-masq=false"]
@@ -110,9 +111,9 @@ def start_engine(log_dir: Path, dockerd_command: list[str] | None = None, wait_s
         if process.poll() is not None:
             raise EngineUnavailable(f"dockerd exited with status {process.returncode}; its log ends:\n"
                                     f"{_tail(log_path)}")
-        if _answers(docker):
+        if answers():
             return engine
-        sleep(0.5)
+        time.sleep(0.5)
     engine.stop()
     raise EngineUnavailable(f"dockerd did not answer within {wait_s:.0f} s; its log ends:\n{_tail(log_path)}")
 

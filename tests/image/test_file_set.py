@@ -71,10 +71,16 @@ def test_the_image_runs_as_a_user_who_owns_none_of_the_app() -> None:
     assert "DASHBOARD_REQUIRE_AUTH=1" in dockerfile and "HEALTHCHECK" in dockerfile
 
 
-def test_a_missing_runtime_file_stops_the_start_with_one_clear_line(file_set: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("missing", "needed_by"), [
+    ("decks/product-tasks.json", "the compare page's shipped prompt deck"),
+    (".streamlit/config.toml", "Streamlit's server settings"),
+    ("pages/descriptions.py", "the Product studio page"),
+])
+def test_a_missing_runtime_file_stops_the_start_with_one_clear_line(file_set: Path, tmp_path: Path, missing: str,
+                                                                     needed_by: str) -> None:
     broken = tmp_path / "app"
     subprocess.run(["cp", "-a", str(file_set), str(broken)], check=True)
-    (broken / "decks" / "product-tasks.json").unlink()
+    (broken / missing).unlink()
     result = subprocess.run([sys.executable, "serve.py", "--server.port", str(free_port())], cwd=broken,
                             env=app_env(tmp_path / "data"), capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
@@ -82,7 +88,7 @@ def test_a_missing_runtime_file_stops_the_start_with_one_clear_line(file_set: Pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("serve.py: refusing to start: Files the dashboard reads are missing")
-    assert "decks/product-tasks.json (needed by the compare page's shipped prompt deck)" in lines[0]
+    assert f"{missing} (needed by {needed_by}" in lines[0]
 
 
 @dataclass
