@@ -156,7 +156,10 @@ def ensure_base_image(engine: Engine, log_dir: Path) -> str:
 
 def ensure_wheelhouse() -> Path:
     """``make wheels`` (the one definition of how the wheelhouse is made); it skips what is already there."""
-    subprocess.run(["make", "-s", "wheels"], cwd=ROOT, check=True, timeout=900, capture_output=True)
+    result = subprocess.run(["make", "-s", "wheels"], cwd=ROOT, timeout=900, capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"make wheels failed ({result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
     return ROOT / "wheelhouse"
 
 
