@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, browser, page  # noqa: F401  (Chromium fixtures, shared with e2e)
+from tests.e2e.conftest import ARTIFACTS, page  # noqa: F401  (a fresh page of the one Chromium, as in e2e)
 from tests.image.walk import REPLY
 from tests.standin import StandinServer
 

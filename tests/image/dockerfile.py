@@ -49,7 +49,7 @@ def logical_lines(text: str) -> list[str]:
     """Instructions with their continuation lines joined and comments dropped.
 
     >>> logical_lines("FROM x\\n# note\\nRUN a \\\\\\n  && b\\n\\nCOPY . /app\\n")
-    ['FROM x', 'RUN a   && b', 'COPY . /app']
+    ['FROM x', 'RUN a  && b', 'COPY . /app']
     """
     lines: list[str] = []
     pending = ""
