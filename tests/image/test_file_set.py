@@ -27,7 +27,7 @@ from tests.image.walk import describe_a_product, open_every_page, tracebacks
 from tests.standin import StandinServer
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]  # six pages on a loaded machine: deadlines, not timings
 
 
 def free_port() -> int:

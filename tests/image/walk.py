@@ -18,15 +18,18 @@ REPLY = "Une robe fluide en soie rouge, élégante du cocktail au dîner."
 COMPARE_MODELS = ("llama3.2:1b", "qwen3:0.6b")
 # What each page shows first when it opened (the chat page's title is longer than its navigation label).
 HEADINGS = {spec.url_path: spec.title for spec in PAGES} | {"chat": "Chat playground"}
+# Deadlines, not timings: generous because the machine may be loaded (a whole-suite run beside other work).
+PATIENCE_MS = 60_000
 TRACEBACK = re.compile(r"^Traceback \(most recent call last\):", re.MULTILINE)
 
 
 def open_as(page: Page, base_url: str, path: str, token: str) -> None:
     separator = "&" if "?" in path else "?"
+    page.set_default_timeout(PATIENCE_MS)
     page.goto(f"{base_url}{path}{separator}token={quote(token)}")
-    wait_for_app(page)
-    page.wait_for_function("() => !window.location.search.includes('token=')", timeout=10_000)
-    wait_for_app(page)
+    wait_for_app(page, timeout_ms=PATIENCE_MS)
+    page.wait_for_function("() => !window.location.search.includes('token=')", timeout=PATIENCE_MS)
+    wait_for_app(page, timeout_ms=PATIENCE_MS)
 
 
 def assert_no_error_shown(page: Page) -> None:
@@ -41,7 +44,7 @@ def open_every_page(page: Page, base_url: str, admin_token: str, prefix: str) ->
     opened = []
     for spec in PAGES:
         open_as(page, base_url, f"/{spec.url_path}", admin_token)
-        expect(page.get_by_role("heading", name=HEADINGS[spec.url_path]).first).to_be_visible()
+        expect(page.get_by_role("heading", name=HEADINGS[spec.url_path]).first).to_be_visible(timeout=PATIENCE_MS)
         assert_no_error_shown(page)
         nav = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
         assert all(any(other.title in link for link in nav) for other in PAGES), nav  # an admin sees every page
@@ -57,10 +60,10 @@ def describe_a_product(page: Page, base_url: str, token: str, prefix: str) -> No
     page.get_by_role("textbox", name="Product type").fill("robe de cocktail")
     page.get_by_role("textbox", name="Colour").fill("rouge")
     page.get_by_role("textbox", name="Material").fill("soie")
-    wait_for_app(page)
+    wait_for_app(page, timeout_ms=PATIENCE_MS)
     page.locator(".st-key-studio-single-go button").click()
-    expect(page.get_by_text(REPLY).first).to_be_visible(timeout=30_000)
-    expect(page.get_by_text(re.compile(r"template description@v\d+")).first).to_be_visible()  # the shipped template
+    expect(page.get_by_text(REPLY).first).to_be_visible(timeout=PATIENCE_MS)
+    expect(page.get_by_text(re.compile(r"template description@v\d+")).first).to_be_visible(timeout=PATIENCE_MS)
     assert_no_error_shown(page)
     screenshot(page, f"{prefix}-description")
 
@@ -72,7 +75,7 @@ def _choose(page: Page, name: str) -> None:
             break
         page.locator(".st-key-compare-models [role='combobox']").first.click()
         try:
-            option.wait_for(timeout=5_000)
+            option.wait_for(timeout=10_000)
         except PlaywrightTimeout:
             continue
     option.click()
@@ -85,11 +88,11 @@ def compare_round(page: Page, base_url: str, token: str, prefix: str) -> None:
     for name in COMPARE_MODELS:
         _choose(page, name)
     page.keyboard.press("Escape")
-    wait_for_app(page)
-    expect(page.get_by_text("Next: 1/", exact=False)).to_be_visible()  # the shipped deck is there
+    wait_for_app(page, timeout_ms=PATIENCE_MS)
+    expect(page.get_by_text("Next: 1/", exact=False)).to_be_visible(timeout=PATIENCE_MS)  # the shipped deck
     page.locator(".st-key-compare-run_deck button").click()
     columns = page.locator("[class*='st-key-compare-col-']")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE_MS / 1000
     while time.monotonic() < deadline:
         texts = columns.all_inner_texts()
         if len(texts) == len(COMPARE_MODELS) and all("END." in text for text in texts):
@@ -97,7 +100,7 @@ def compare_round(page: Page, base_url: str, token: str, prefix: str) -> None:
         time.sleep(0.2)
     texts = columns.all_inner_texts()
     assert len(texts) == len(COMPARE_MODELS) and all("END." in text for text in texts), texts
-    wait_for_app(page, timeout_ms=30_000)
+    wait_for_app(page, timeout_ms=PATIENCE_MS)
     assert_no_error_shown(page)
     screenshot(page, f"{prefix}-compare-round")
 
