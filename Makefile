@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run test test-unit test-pages test-e2e test-integration bench lint system-deps clean standin
+.PHONY: run test test-unit test-pages test-e2e test-integration check-rules bench lint system-deps clean standin
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -24,12 +24,12 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.runtime-installed
 	$(PY) serve.py --server.port $(PORT) --server.address $${DASHBOARD_BIND:-127.0.0.1}
 
-## System packages the tests use: Debian's Chromium (e2e), Prometheus (integration), docker-compose (validates
-## docker-compose.yml; no engine needed).
+## System packages the tests use: Debian's Chromium (e2e), Prometheus and promtool (integration, alert rules),
+## docker-compose (validates docker-compose.yml; no engine needed).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing system packages:$$missing"; \
@@ -37,9 +37,15 @@ system-deps:
 	fi
 
 ## Every test tier: unit, page (AppTest), integration (real Prometheus), end to end (Playwright + Chromium).
-test: $(VENV)/.dev-installed system-deps
+test: $(VENV)/.dev-installed system-deps check-rules
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+## The alerting rules: syntax (check rules, and the config that loads them) and behaviour on synthetic series.
+check-rules: system-deps
+	promtool check rules monitoring/alerts.yml
+	promtool check config prometheus.yml
+	promtool test rules monitoring/alerts.test.yml
 
 test-unit: $(VENV)/.dev-installed
 	$(PY) -m pytest tests/unit
