@@ -20,6 +20,8 @@ MONITORING_DIR = APP_ROOT / "monitoring"
 PANELS_FILE = MONITORING_DIR / "panels.toml"
 STATIC_DIR = APP_ROOT / "static"
 FAVICON_FILE = STATIC_DIR / "favicon.png"
+WALL_STYLE_FILE = STATIC_DIR / "wall.css"
+WALL_SCRIPT_FILE = STATIC_DIR / "wall.js"
 
 TEMPLATE_TASKS: tuple[str, ...] = ("description", "extraction", "classification", "column_mapping", "translation")
 
@@ -31,6 +33,8 @@ REQUIRED: dict[Path, str] = {
     DECKS_DIR / "product-tasks.json": "the compare page's shipped prompt deck",
     PANELS_FILE: "the Prometheus panels of the monitoring page",
     FAVICON_FILE: "the page icon (served locally, never fetched from the internet)",
+    WALL_STYLE_FILE: "the wall screen's stylesheet",
+    WALL_SCRIPT_FILE: "the wall screen's zoom and stale watchdog",
 }
 
 

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import re
 
-# (pattern in the raw cause, words); the first match wins, so the specific ones come first.
-_TRANSPORT: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGNORECASE), w) for p, w in (
-    (r"certificate|CERTIFICATE_VERIFY_FAILED|\bSSL\b|\bTLS\b|handshake", "certificate error"),
-    (r"Errno 111|connection refused|ECONNREFUSED", "connection refused"),
-    (r"Name or service not known|nodename nor servname|name resolution|getaddrinfo|Errno -[235]\b|"
-     r"No address associated", "host name not found"),
-    (r"No route to host|Network is unreachable|Errno 11[03]\b|Errno 101\b", "network unreachable"),
-    (r"Connection reset|connection dropped|Errno 104|Server disconnected|RemoteProtocolError",
-     "connection dropped"),
-    (r"timed out|timeout|BackendTimeout|no answer within|not answering", "timed out"),
-))
+# (pattern in the raw cause, words, the same in a word or two for the smallest wall tiles);
+# the first match wins, so the specific ones come first.
+_TRANSPORT: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
+    (re.compile(p, re.IGNORECASE), words, short) for p, words, short in (
+        (r"certificate|CERTIFICATE_VERIFY_FAILED|\bSSL\b|\bTLS\b|handshake", "certificate error", "certificate"),
+        (r"Errno 111|connection refused|ECONNREFUSED", "connection refused", "refused"),
+        (r"Name or service not known|nodename nor servname|name resolution|getaddrinfo|Errno -[235]\b|"
+         r"No address associated", "host name not found", "name unknown"),
+        (r"No route to host|Network is unreachable|Errno 11[03]\b|Errno 101\b", "network unreachable",
+         "no route"),
+        (r"Connection reset|connection dropped|Errno 104|Server disconnected|RemoteProtocolError",
+         "connection dropped", "dropped"),
+        (r"timed out|timeout|BackendTimeout|no answer within|not answering", "timed out", "timed out"),
+    ))
 _STATUS = re.compile(r"HTTP (\d{3})")
 _SLOW = re.compile(r"slow: ([\d,.]+) ms")
 _CANARY_SLOW = re.compile(r"canary first token after ([\d,.]+) ms")
@@ -43,8 +46,8 @@ def _status_words(code: int) -> str:
     return f"refused (HTTP {code})"
 
 
-def fault_words(cause: str, timeout_s: float) -> str:
-    """A transport or status failure in a few words.
+def fault_words(cause: str, timeout_s: float, *, short: bool = False) -> str:
+    """A transport or status failure in a few words (``short``: one or two, for the smallest tiles).
 
     >>> fault_words("Unreachable: cannot connect: [Errno 111] Connection refused", 10)
     'connection refused'
@@ -58,18 +61,22 @@ def fault_words(cause: str, timeout_s: float) -> str:
     'host name not found'
     >>> fault_words("something nobody expected", 10)
     'not answering'
+    >>> fault_words("Unreachable: cannot connect: [Errno 111] Connection refused", 10, short=True)
+    'refused'
     """
     status = _STATUS.search(cause)
     if status:
-        return _status_words(int(status.group(1)))
-    for pattern, words in _TRANSPORT:
+        return f"HTTP {status.group(1)}" if short else _status_words(int(status.group(1)))
+    for pattern, words, brief in _TRANSPORT:
         if pattern.search(cause):
+            if short:
+                return brief
             return f"timed out after {timeout_s:g} s" if words == "timed out" else words
-    return "not answering"
+    return "no answer" if short else "not answering"
 
 
-def reason_words(reason: str, timeout_s: float) -> str:
-    """Why a backend is degraded (or offline), in a few words.
+def reason_words(reason: str, timeout_s: float, *, short: bool = False) -> str:
+    """Why a backend is degraded (or offline), in a few words (``short``: one or two).
 
     >>> reason_words("slow: 6,240 ms (threshold 5,000 ms)", 10)
     'slow: 6.2 s'
@@ -79,13 +86,20 @@ def reason_words(reason: str, timeout_s: float) -> str:
     'canary slow: 7.9 s'
     >>> reason_words("/api/ps failed: BackendTimeout: read timed out", 10)
     'loaded-model list failed: timed out after 10 s'
+    >>> reason_words("slow: 6,240 ms (threshold 5,000 ms)", 10, short=True)
+    'slow 6.2 s'
+    >>> reason_words("canary on m:1b failed: HTTP 500: boom", 10, short=True)
+    'canary failed'
     """
     slow = _SLOW.search(reason)
     if slow:
-        return f"slow: {_seconds(slow.group(1))}"
+        return f"slow{'' if short else ':'} {_seconds(slow.group(1))}"
     canary_slow = _CANARY_SLOW.search(reason)
     if canary_slow:
-        return f"canary slow: {_seconds(canary_slow.group(1))}"
+        return "canary slow" if short else f"canary slow: {_seconds(canary_slow.group(1))}"
+    if short:
+        return "canary failed" if reason.startswith("canary on ") else (
+            "ps failed" if reason.startswith("/api/ps failed") else fault_words(reason, timeout_s, short=True))
     if reason.startswith("canary on "):
         cause = reason.partition(" failed: ")[2]
         if "HTTP 404" in cause:  # the version and model list answered: it is the canary's model that is missing
