@@ -141,11 +141,14 @@ def tiles_html(data: WallData, height_px: int) -> str:
 
 
 def _stat(key: str, label: str, value: str, sub: str, level: str = "", bar: float | None = None) -> str:
+    """One large number; a trailing unit ("242 ms", "3.1 %") is set smaller, as on a Grafana stat panel."""
+    number, _, unit = value.partition(" ")
+    shown = _e(number) + (f'<span class="stat-unit">{_e(unit)}</span>' if unit else "")
     meter = ""
     if bar is not None:
         meter = f'<div class="stat-bar"><div style="width:{max(0.0, min(bar, 1.0)) * 100:.1f}%"></div></div>'
     return (f'<div class="wall-stat stat-{key} {("level-" + level) if level else ""}" data-stat="{key}">'
-            f'<div class="stat-label">{_e(label)}</div><div class="stat-value">{_e(value)}</div>'
+            f'<div class="stat-label">{_e(label)}</div><div class="stat-value">{shown}</div>'
             f'{meter}<div class="stat-sub">{_e(sub)}</div></div>')
 
 
@@ -155,7 +158,7 @@ def _jobs_stat(key: str, label: str, jobs: Sequence[JobLine], noun: str) -> str:
     overall = sum(j.fraction for j in jobs) / len(jobs)
     etas = [j.eta_s for j in jobs if j.eta_s is not None]
     first = jobs[0].label if len(jobs) == 1 else f"{len(jobs)} {noun}s"
-    sub = f"{first} · {fmt.percent(overall)}" + (f" · ETA {fmt.eta(max(etas))}" if etas else "")
+    sub = fmt.percent(overall) + (f" · ETA {fmt.eta(max(etas))}" if etas else "") + f" · {first}"
     return _stat(key, label, str(len(jobs)), sub, "busy", overall)
 
 
@@ -200,7 +203,7 @@ def alerts_html(view: AlertsView | None, now: datetime) -> str:
         age = "" if alert.active_since is None else f" ({fmt.duration(max(now.timestamp() - alert.active_since, 0))})"
         items.append(f'<span class="alert-item sev-{_e(alert.severity or "none")}">{_e(alert.summary + age)}</span>')
     more = f'<span class="alert-more">+{len(view.alerts) - 3} more</span>' if len(view.alerts) > 3 else ""
-    title = f"🔔 {len(view.alerts)} firing{stale}:"
+    title = f"⚠ {len(view.alerts)} firing{stale}:"
     return (f'<div class="wall-alerts level-bad" data-firing="{len(view.alerts)}">'
             f'<span class="alert-title">{_e(title)}</span>{"".join(items)}{more}</div>')
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import html
+import math
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from datetime import tzinfo
 
@@ -56,6 +58,21 @@ def _times(index: pd.Index, zone: tzinfo) -> list[str]:
             pd.Timestamp(t).strftime("%H:%M") for t in index]
 
 
+def nice_ticks(top: float, count: int = 4) -> list[float]:
+    """A few round values from 0 past ``top`` (steps of 1, 2, 2.5 or 5 times a power of ten).
+
+    >>> nice_ticks(0.0), nice_ticks(3.0), nice_ticks(512.0), nice_ticks(100.0)
+    ([0, 1], [0, 1, 2, 3], [0, 200, 400, 600], [0, 25, 50, 75, 100])
+    """
+    if not top or top <= 0 or math.isnan(top):
+        return [0, 1]
+    raw = top / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    ticks = [round(i * step, 10) for i in range(math.ceil(top / step - 1e-9) + 1)]
+    return [int(t) if float(t).is_integer() else t for t in ticks]
+
+
 def _label_axis(chart: pygal.Graph, labels: Sequence[str], wanted: int = 4) -> None:
     """About ``wanted`` time labels along the axis, the others blank and hidden (one per bucket would overlap)."""
     step = max(len(labels) // wanted, 1)
@@ -91,12 +108,15 @@ def latency_chart(history: pd.DataFrame, slow_ms: float, zone: tzinfo,
     table = _over(data.pivot_table(index="time", columns="backend", values="latency_ms", aggfunc="max").sort_index(),
                   span, step_s)
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(table.columns))] + [THRESHOLD]
+    threshold = float(data["latency_ms"].max()) >= slow_ms / 3
+    ticks = nice_ticks(max(float(data["latency_ms"].max()), slow_ms if threshold else 0.0))
     chart = _chart(pygal.Line, title, len(table.columns), show_dots=int(table.notna().sum().max()) < 4, dots_size=4,
-                   allow_interruptions=True, include_x_axis=True, show_x_guides=False, style=_style(colors))
+                   allow_interruptions=True, show_x_guides=False, style=_style(colors), y_labels=ticks,
+                   range=(0, ticks[-1]))
     _label_axis(chart, _times(table.index, zone))
     for name in table.columns:
         chart.add(str(name), _values(table[name]))
-    if float(data["latency_ms"].max()) >= slow_ms / 3:
+    if threshold:
         chart.add(f"slow ({slow_ms:,.0f} ms)", [slow_ms] * len(table), show_dots=False,
                   stroke_style={"dasharray": "10, 8", "width": 3})
     return chart
@@ -119,7 +139,8 @@ def requests_chart(rates: pd.DataFrame, zone: tzinfo,
     minutes = per_minute(rates, span)
     if minutes.empty:
         return _chart(pygal.Bar, "Requests per minute", 0)
-    chart = _chart(pygal.Bar, "Requests per minute", 1, include_x_axis=True)
+    ticks = nice_ticks(float(minutes["requests"].max()))
+    chart = _chart(pygal.Bar, "Requests per minute", 1, y_labels=ticks, range=(0, ticks[-1]))
     _label_axis(chart, _times(pd.Index(minutes["time"]), zone))
     chart.add("requests", _values(minutes["requests"]))
     return chart
@@ -131,8 +152,8 @@ def error_chart(rates: pd.DataFrame, zone: tzinfo,
     if minutes.empty:
         return _chart(pygal.Line, "Error ratio, %", 0)
     ratio = (minutes["errors"] / minutes["requests"].where(minutes["requests"] > 0)) * 100
-    chart = _chart(pygal.Line, "Error ratio, %", 1, range=(0, 100), dots_size=5, allow_interruptions=True,
-                   style=_style([BAD]))
+    chart = _chart(pygal.Line, "Error ratio, %", 1, range=(0, 100), y_labels=[0, 25, 50, 75, 100], dots_size=5,
+                   allow_interruptions=True, style=_style([BAD]))
     _label_axis(chart, _times(pd.Index(minutes["time"]), zone))
     chart.add("errors", _values(ratio))
     return chart
@@ -146,8 +167,8 @@ def availability_chart(availability: pd.DataFrame, target: float = 0.99) -> pyga
         return _chart(pygal.HorizontalBar, title, 0)
     lowest = availability.sort_values("availability", ascending=True).head(WALL_TOP).iloc[::-1]
     # The figure goes in the label: a bar at 0 % has no room for it, and it is the one that matters.
-    chart = _chart(pygal.HorizontalBar, title, 1, range=(0, 100), y_labels=[0, 50, 99], show_y_guides=False,
-                   truncate_label=24)
+    chart = _chart(pygal.HorizontalBar, title, 1, range=(0, 100), y_labels=[0, 50, 100], show_y_guides=False,
+                   truncate_label=24, show_minor_x_labels=True)
     chart.x_labels = [f"{str(b)[:14]} {v * 100:.1f} %" for b, v in zip(lowest["backend"], lowest["availability"],
                                                                        strict=True)]
     chart.add("availability", [{"value": float(v) * 100, "color": GOOD if v >= target else BAD}
@@ -155,10 +176,23 @@ def availability_chart(availability: pd.DataFrame, target: float = 0.99) -> pyga
     return chart
 
 
+SVG_NS = "http://www.w3.org/2000/svg"
+ElementTree.register_namespace("", SVG_NS)
+
+
+def static_svg(chart: pygal.Graph) -> bytes:
+    """The chart's SVG without the configuration script pygal always embeds (an image never runs it anyway)."""
+    root = ElementTree.fromstring(chart.render(is_unicode=True))
+    for parent in list(root.iter()):
+        for child in list(parent):
+            if child.tag in (f"{{{SVG_NS}}}script", "script"):
+                parent.remove(child)
+    return ElementTree.tostring(root, encoding="utf-8")
+
+
 def svg_image(chart: pygal.Graph, alt: str, key: str) -> str:
     """One chart as an ``<img>`` with a data URI (no script, nothing fetched) and a text alternative."""
-    svg = chart.render(is_unicode=True)
-    encoded = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    encoded = base64.b64encode(static_svg(chart)).decode("ascii")
     return (f'<img class="wall-chart" data-chart="{key}" alt="{html.escape(alt, quote=True)}" '
             f'src="data:image/svg+xml;base64,{encoded}">')
 
