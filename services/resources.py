@@ -22,6 +22,8 @@ STATIC_DIR = APP_ROOT / "static"
 FAVICON_FILE = STATIC_DIR / "favicon.png"
 WALL_STYLE_FILE = STATIC_DIR / "wall.css"
 WALL_SCRIPT_FILE = STATIC_DIR / "wall.js"
+PRESENTER_STYLE_FILE = STATIC_DIR / "presenter.css"
+PRESENTER_SCRIPT_FILE = STATIC_DIR / "presenter.js"
 
 TEMPLATE_TASKS: tuple[str, ...] = ("description", "extraction", "classification", "column_mapping", "translation")
 
@@ -35,6 +37,8 @@ REQUIRED: dict[Path, str] = {
     FAVICON_FILE: "the page icon (served locally, never fetched from the internet)",
     WALL_STYLE_FILE: "the wall screen's stylesheet",
     WALL_SCRIPT_FILE: "the wall screen's zoom and stale watchdog",
+    PRESENTER_STYLE_FILE: "the compare page's presenter view",
+    PRESENTER_SCRIPT_FILE: "the presenter view's keys and text fitting",
 }
 
 
