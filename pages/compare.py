@@ -7,6 +7,7 @@ The full page (setup, decks, exports, votes and tally) for preparing; the presen
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import streamlit as st
 
@@ -260,10 +261,12 @@ with setup_area:
         for problem in deck_problems:
             st.warning(problem, icon=":material/description:")
         if current is not None and current.rounds:
-            st.download_button("Export HTML report", render_html(current), file_name=f"comparison-{current.id}.html",
+            # Made when clicked (on its own thread), not on every rerun: a long session's report is large.
+            st.download_button("Export HTML report", partial(render_html, current),
+                               file_name=f"comparison-{current.id}.html",
                                mime="text/html", icon=":material/download:", key="compare.export_html",
                                help="One offline file, printable to PDF. Model output is escaped, nothing is loaded.")
-            st.download_button("Export JSON (re-runnable)", current.to_json(),
+            st.download_button("Export JSON (re-runnable)", current.to_json,
                                file_name=f"comparison-{current.id}.json", mime="application/json",
                                icon=":material/download:", key="compare.export_json")
         if current is not None:

@@ -41,6 +41,10 @@
     }
   }, true);
 
+  // The ladder is searched from the top only when a new round starts or the window changes; while a round
+  // streams, a growing answer only ever steps the size down, one layout per step, so fitting stays cheap.
+  let step = 0;
+  let lastKey = "";
   const fit = () => {
     const boxes = Array.from(document.querySelectorAll(".answer-mark"))
       .map((mark) => ({ mark, box: mark.closest('[data-testid="stVerticalBlock"]') }))
@@ -52,10 +56,11 @@
         box.style.maxHeight = `${room}px`;
       }
     };
-    for (const { box } of boxes) {
+    const tops = boxes.map(({ box }) => box.getBoundingClientRect().top);
+    boxes.forEach(({ box }, i) => {
       box.classList.add("answer-box");  // the stylesheet sizes its text and lets it scroll
-      size(box, Math.max(80, Math.floor(window.innerHeight - box.getBoundingClientRect().top - 10)));
-    }
+      size(box, Math.max(80, Math.floor(window.innerHeight - tops[i] - 10)));
+    });
     // What sits below the boxes (the columns' padding and borders, the page's margin) must fit too.
     const main = document.querySelector('[data-testid="stMain"]');
     const extra = main ? main.scrollHeight - main.clientHeight : 0;
@@ -64,21 +69,24 @@
     }
     const unit = window.innerHeight / 1080;
     const sizes = [...new Set(LADDER.map((s) => Math.max(FLOOR, Math.round(s * unit))))];
-    let chosen = sizes[sizes.length - 1];
-    for (const size of sizes) {
-      root.style.setProperty("--answer-size", `${size}px`);
-      if (boxes.every(({ box }) => box.scrollHeight <= box.clientHeight + 1)) {
-        chosen = size;
-        break;
-      }
+    const states = boxes.map(({ mark }) => mark.dataset.state).join("");
+    const key = `${window.innerWidth}x${window.innerHeight}:${boxes.length}`;
+    const fresh = key !== lastKey || (states.includes("live") && !Object.values(seen).includes("live"));
+    const fits = () => boxes.every(({ box }) => box.scrollHeight <= box.clientHeight + 1);
+    if (fresh) step = 0;
+    step = Math.min(step, sizes.length - 1);
+    root.style.setProperty("--answer-size", `${sizes[step]}px`);
+    while (step < sizes.length - 1 && !fits()) {
+      step += 1;
+      root.style.setProperty("--answer-size", `${sizes[step]}px`);
     }
-    root.style.setProperty("--answer-size", `${chosen}px`);
+    lastKey = key;
     for (const { mark, box } of boxes) {
       const state = mark.dataset.state;
       if (state === "live" && box.scrollHeight > box.clientHeight + 1) box.scrollTop = box.scrollHeight;
       else if (state === "done" && seen[mark.dataset.letter] !== "done") box.scrollTop = 0;
-      seen[mark.dataset.letter] = state;
     }
+    for (const { mark } of boxes) seen[mark.dataset.letter] = mark.dataset.state;
   };
 
   let queued = false;
