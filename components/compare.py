@@ -29,6 +29,7 @@ STAGE_CSS = """
 [class*="st-key-compare-col-"] [data-testid="stCaptionContainer"] p { font-size: 0.95rem; }
 [class*="st-key-compare-col-"] h3 { font-size: 1.7rem; }
 .st-key-compare-prompt [data-testid="stMarkdownContainer"] p { font-size: 1.35rem; }
+[class*="st-key-compare-tally-"][class*="-leader"] { border: 3px solid #b45309 !important; background: #fffbeb; }
 </style>
 """
 
