@@ -4,6 +4,7 @@ in structure, the answers shown from their first word once done. Screenshots go 
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -164,6 +165,5 @@ def test_presenter_keys_stop_a_round_and_step_back(page: Page, dashboard: Dashbo
     expect(page.locator(".st-key-compare-prompt")).to_contain_text("Round 1")
     assert len(fresh_standin.state.requests_to("/api/chat")) == 8
     page.get_by_role("button", name="Exit").click()
-    wait_for_app(page)
-    assert "present=1" not in page.url
-    expect(page.get_by_text("Setup: models, fairness, parameters")).to_be_visible()
+    expect(page.get_by_text("Setup: models, fairness, parameters")).to_be_visible(timeout=30_000)
+    expect(page).not_to_have_url(re.compile(r"present=1"), timeout=30_000)
