@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: run demo test test-unit test-pages test-e2e test-integration test-image wheels bench lint system-deps clean standin
+.PHONY: run demo test test-unit test-pages test-e2e test-integration test-image check-rules wheels bench lint system-deps clean standin
 
 # The wheelhouse an offline image build installs from: wheels for the image's Python and glibc, not this machine's.
 # Defaults: CPython 3.11 on glibc 2.36 (Debian 12, as python:3.11-slim and the test base); any manylinux wheel
@@ -45,13 +45,13 @@ demo: $(VENV)/.runtime-installed
 	OLLAMA_HOST=http://127.0.0.1:$(DEMO_OLLAMA_PORT) DASHBOARD_BACKENDS_FILE= DASHBOARD_DATA_DIR=$${DASHBOARD_DATA_DIR:-data/demo} \
 	$(PY) serve.py --server.port $(PORT) --server.address 127.0.0.1
 
-## System packages the tests use: Debian's Chromium (e2e), Prometheus (integration), docker-compose (validates
-## docker-compose.yml), docker.io and debootstrap (the image tier: the daemon, and a base image from Debian's
+## System packages the tests use: Debian's Chromium (e2e), Prometheus and promtool (integration, alert rules),
+## docker-compose (validates docker-compose.yml), docker.io and debootstrap (the image tier: the daemon, and a base image from Debian's
 ## packages; the tier skips with its reason where the daemon cannot start).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	{ command -v dockerd || test -x /usr/sbin/dockerd; } >/dev/null 2>&1 || missing="$$missing docker.io"; \
 	{ command -v debootstrap || test -x /usr/sbin/debootstrap; } >/dev/null 2>&1 || missing="$$missing debootstrap"; \
@@ -62,9 +62,16 @@ system-deps:
 
 ## Every test tier: unit, page (AppTest), integration (real Prometheus), end to end (Playwright + Chromium), and
 ## the image: its file set run from a folder everywhere, the real image wherever a container engine starts.
-test: $(VENV)/.dev-installed system-deps
+## The alerting rules are checked with promtool first.
+test: $(VENV)/.dev-installed system-deps check-rules
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+## The alerting rules: syntax (check rules, and the config that loads them) and behaviour on synthetic series.
+check-rules: system-deps
+	promtool check rules monitoring/alerts.yml
+	promtool check config prometheus.yml
+	promtool test rules monitoring/alerts.test.yml
 
 test-unit: $(VENV)/.dev-installed
 	$(PY) -m pytest tests/unit

@@ -66,7 +66,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1920, "height": 1080})
             page.goto(dashboard.url + "/monitoring?kiosk=1")
             wait_for_app(page)
-            clock = page.get_by_text("Last updated", exact=False)
+            clock = page.locator(".clock-time")
             time.sleep(WARMUP_S)
             start = proc_stats(pid)
             first_clock = clock.inner_text()
@@ -78,6 +78,9 @@ def main() -> None:
             elapsed = time.monotonic() - began
             end = samples[-1]
             last_clock = clock.inner_text()
+            stale = page.evaluate("() => document.documentElement.classList.contains('wall-is-stale')")
+            heap = page.evaluate("() => performance.memory ? performance.memory.usedJSHeapSize / 1e6 : -1")
+            nodes = page.evaluate("() => document.getElementsByTagName('*').length")
             browser.close()
         refreshes = elapsed / REFRESH_S
         cpu_per_s = (end["cpu"] - start["cpu"]) / elapsed
@@ -91,6 +94,7 @@ def main() -> None:
               f"growth {(end['rss'] - start['rss']) / start['rss'] * 100:+.1f} %")
         print(f"threads: {start['threads']:.0f} -> {end['threads']:.0f}; open files: {start['files']:.0f} -> "
               f"{end['files']:.0f}")
+        print(f"browser at the end: {nodes} DOM nodes, JS heap {heap:.1f} MB, stale banner shown: {stale}")
     finally:
         stop_dashboard(dashboard)
         for server in servers:

@@ -16,7 +16,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from services.safe_text import plain_label, sanitize_markdown
 from services.stage.compare import ComparisonRun
-from services.stage.lineup import ColumnSnapshot
+from services.stage.lineup import SLOTS, ColumnSnapshot
 from services.stage.report import TIE, CompareSession, RoundRecord
 
 # Our own, static CSS: larger type on the stage (model output stays Markdown, never HTML).
@@ -29,6 +29,7 @@ STAGE_CSS = """
 [class*="st-key-compare-col-"] [data-testid="stCaptionContainer"] p { font-size: 0.95rem; }
 [class*="st-key-compare-col-"] h3 { font-size: 1.7rem; }
 .st-key-compare-prompt [data-testid="stMarkdownContainer"] p { font-size: 1.35rem; }
+[class*="st-key-compare-tally-"][class*="-leader"] { border: 3px solid #b45309 !important; background: #fffbeb; }
 </style>
 """
 
@@ -59,13 +60,14 @@ class ColumnView:
     drawn: dict[str, Any] = field(default_factory=dict)
 
 
-def stage(slots: Sequence[str]) -> dict[str, ColumnView]:
-    """One bordered column per slot, each with placeholders redrawn as its stream advances."""
-    columns = st.columns(len(slots), border=True, gap="medium")
+def stage(letters: Sequence[str]) -> dict[str, ColumnView]:
+    """One bordered column per letter (the audience's A, B, ... by position), each with placeholders redrawn
+    as its stream advances."""
+    columns = st.columns(len(letters), border=True, gap="medium")
     views = {}
-    for column, slot in zip(columns, slots, strict=True):
-        with column, st.container(key=f"compare-col-{slot}"):
-            views[slot] = ColumnView(st.empty(), st.empty(), st.empty())
+    for column, letter in zip(columns, letters, strict=True):
+        with column, st.container(key=f"compare-col-{letter}"):
+            views[letter] = ColumnView(st.empty(), st.empty(), st.empty())
     return views
 
 
@@ -88,63 +90,89 @@ def _details(snap: ColumnSnapshot, hidden: bool) -> str:
         parts.append(f"{snap.chunks} tokens so far")
     if snap.warmup_s is not None:
         parts.append(f"warmed up first ({snap.warmup_s:.1f} s, not timed)")
+    if hidden and snap.cold_start:  # blind: a line of text like every column's, not a box of its own
+        parts.append(f"cold start: loaded during the request ({snap.load_s:.1f} s)")
     if not hidden:
         if snap.digest:
             parts.append("digest " + snap.digest.removeprefix("sha256:")[:12])
         if snap.ollama_version:
             parts.append(f"Ollama {snap.ollama_version}")
-    return " · ".join(parts)
+    return " · ".join(parts) or "–"
 
 
-def _draw_head(snap: ColumnSnapshot, name: str, hidden: bool) -> None:
+def _status(snap: ColumnSnapshot, hidden: bool) -> str:
+    if snap.status in STATUS_TEXT:
+        return STATUS_TEXT[snap.status]
+    if snap.status == "waiting":
+        return f":material/hourglass_top: Waiting for the first token… {snap.elapsed_s:.1f} s"
+    if snap.status == "streaming":
+        return ":material/stream: Streaming (live figures)"
+    if snap.status == "error":
+        return f":material/error: {snap.error}" if hidden else ":material/error: Failed"
+    return ":material/check_circle: Done"
+
+
+def _draw_head(snap: ColumnSnapshot, name: str, letter: str, hidden: bool) -> None:
     st.subheader(plain_label(name), anchor=False)
-    st.caption(plain_label(f"Model {snap.slot} · backend hidden" if hidden else f"Model {snap.slot} · {snap.backend}"))
+    st.caption(plain_label(f"Model {letter} · backend hidden" if hidden else f"Model {letter} · {snap.backend}"))
 
 
 def _draw_figures(snap: ColumnSnapshot, hidden: bool) -> None:
+    """The same elements in every column, whatever happened to it: blind mode must have no tells."""
     left, right = st.columns(2)
     ttft, tps = _figures(snap)
     left.metric("First token", ttft)
     right.metric("Tokens/s", tps, help="Live: tokens received per second so far. Done: Ollama's own "
                  "eval_count / eval_duration.")
+    st.caption(plain_label(_details(snap, hidden), limit=300))
+    st.caption(plain_label(_status(snap, hidden), limit=400))
+    if hidden:
+        return
     if snap.cold_start:
         st.warning(f"Cold start: the model loaded during this request ({snap.load_s:.1f} s, counted in the "
                    "first token).", icon=":material/ac_unit:")
-    details = _details(snap, hidden)
-    if details:
-        st.caption(plain_label(details, limit=300))
-    if snap.status in STATUS_TEXT:
-        st.caption(STATUS_TEXT[snap.status])
-    elif snap.status == "waiting":
-        st.caption(f":material/hourglass_top: Waiting for the first token… {snap.elapsed_s:.1f} s")
-    elif snap.status == "streaming":
-        st.caption(":material/stream: Streaming (live figures)")
     if snap.error:
         st.error(snap.error, icon=":material/error:")
 
 
-def _draw_body(snap: ColumnSnapshot) -> None:
-    if snap.thinking:
+def _answer(snap: ColumnSnapshot) -> None:
+    if snap.content:
+        st.markdown(sanitize_markdown(snap.content))
+    else:
+        st.markdown("_(no text)_" if snap.terminal else "…")
+
+
+def _draw_body(snap: ColumnSnapshot, letter: str, hidden: bool, present: bool) -> None:
+    # Thinking is shown only once names are: a "Thinking" box in one column would give a thinking model away.
+    if snap.thinking and not hidden:
         with st.expander("Thinking", icon=":material/psychology:", expanded=False):
             st.text(snap.thinking)
-    # A fixed-height, self-scrolling box keeps every column's latest words, the votes and the tally on screen.
+    if present:
+        # The presenter script sizes this box to the screen, steps the text down to fit, and scrolls it:
+        # following the stream while it runs, back to the start once done (the marker says which).
+        with st.container(border=False):
+            st.html(f'<span class="answer-mark" data-letter="{letter}" '
+                    f'data-state="{"done" if snap.terminal else "live"}"></span>')
+            _answer(snap)
+        return
+    if snap.terminal:  # finished: the whole answer, from its first word
+        _answer(snap)
+        return
+    # Streaming: a fixed-height box following the words keeps the page still while every column grows.
     with st.container(height=OUTPUT_HEIGHT_PX, autoscroll=True, border=False):
-        if snap.content:
-            st.markdown(sanitize_markdown(snap.content))
-        elif snap.status in ("done", "error", "stopped"):
-            st.markdown("_(no text)_")
+        _answer(snap)
 
 
-def render_column(view: ColumnView, snap: ColumnSnapshot, name: str, *, hidden: bool,
-                  parts: Sequence[str] = ("head", "figures", "body")) -> None:
+def render_column(view: ColumnView, snap: ColumnSnapshot, name: str, *, letter: str, hidden: bool,
+                  present: bool = False, parts: Sequence[str] = ("head", "figures", "body")) -> None:
     """Redraw only the parts of a column whose data changed since the last draw."""
     drawers = {
-        "head": ((name, hidden), lambda: _draw_head(snap, name, hidden)),
+        "head": ((name, hidden), lambda: _draw_head(snap, name, letter, hidden)),
         "figures": ((_figures(snap), _details(snap, hidden), snap.status, snap.error, snap.cold_start,
                      round(snap.elapsed_s, 1) if snap.status == "waiting" else 0),
                     lambda: _draw_figures(snap, hidden)),
-        "body": ((len(snap.content), len(snap.thinking), snap.status in ("done", "error", "stopped")),
-                 lambda: _draw_body(snap)),
+        "body": ((len(snap.content), len(snap.thinking), snap.terminal, hidden),
+                 lambda: _draw_body(snap, letter, hidden, present)),
     }
     for part, (signature, draw) in drawers.items():
         if part not in parts or view.drawn.get(part) == signature:
@@ -172,34 +200,42 @@ def snapshot_from_record(column: Mapping[str, Any]) -> ColumnSnapshot:
     )
 
 
-def render_round(session: CompareSession, record: RoundRecord) -> None:
-    views = stage([e["slot"] for e in session.lineup])
-    for column in record.columns:
+def render_round(session: CompareSession, record: RoundRecord, *, present: bool = False) -> None:
+    letters = SLOTS[: len(record.columns) or len(session.lineup)]
+    views = stage(letters)
+    for letter, column in zip(letters, record.columns, strict=False):
         snap = snapshot_from_record(column)
-        if snap.slot in views:
-            render_column(views[snap.slot], snap, session.display_name(snap.slot), hidden=session.hidden)
+        render_column(views[letter], snap, session.display_name(snap.slot, record), letter=letter,
+                      hidden=session.hidden, present=present)
 
 
-def stream_round(session: CompareSession, record: RoundRecord, run: ComparisonRun) -> None:
+def stream_round(session: CompareSession, record: RoundRecord, run: ComparisonRun, *, present: bool = False,
+                 stop_at: DeltaGenerator | None = None) -> None:
     """Drive ``run`` from this script thread, redrawing only what changed, at most every ``FRAME_S``.
 
     ``record`` is in session state and always holds the latest snapshots, so a Stop click (which
-    interrupts this loop and aborts every stream) or a rerun loses nothing.
+    interrupts this loop and aborts every stream) or a rerun loses nothing. The run's contestants come in
+    the round's display order, so column ``i`` is letter ``SLOTS[i]``.
     """
-    st.button("Stop", icon=":material/stop:", key="compare.stop", type="primary",
-              help="Stops every column at once and closes every connection to the models.")
-    views = stage([e["slot"] for e in session.lineup])
-    for snap in run.snapshots():  # names first, so the first token's frame carries only figures and text
-        render_column(views[snap.slot], snap, session.display_name(snap.slot), hidden=session.hidden,
-                      parts=("head",))
+    (stop_at or st).button("Stop", icon=":material/stop:", key="compare.stop", type="primary",
+                           help="Stops every column at once and closes every connection to the models (Esc).")
+    snaps = run.snapshots()
+    letters = SLOTS[: len(snaps)]
+    views = stage(letters)
+
+    def draw(all_snaps: Sequence[ColumnSnapshot], parts: Sequence[str] = ("head", "figures", "body")) -> None:
+        for letter, snap in zip(letters, all_snaps, strict=True):
+            render_column(views[letter], snap, session.display_name(snap.slot, record), letter=letter,
+                          hidden=session.hidden, present=present, parts=parts)
+
+    draw(snaps, ("head",))  # names first, so the first token's frame carries only figures and text
     frames = run.frames(interval_s=FRAME_S)
     st.session_state[ACTIVE_KEY] = (run, record)
     try:
         with closing(frames):
-            for snaps in frames:
-                record.update(snaps)
-                for snap in snaps:
-                    render_column(views[snap.slot], snap, session.display_name(snap.slot), hidden=session.hidden)
+            for frame in frames:
+                record.update(frame)
+                draw(frame)
     finally:
         run.close()
         record.update(run.snapshots())
@@ -228,13 +264,30 @@ def render_prompt(record: RoundRecord) -> None:
         st.markdown(sanitize_markdown(record.prompt))
 
 
-def vote_choices(session: CompareSession) -> list[str]:
-    return [*(e["slot"] for e in session.lineup), TIE]
+def vote_choices(session: CompareSession, record: RoundRecord) -> list[str]:
+    """The audience votes by the letters it saw (column positions), or for a tie."""
+    return [*SLOTS[: len(session.order(record))], TIE]
 
 
 def render_tally(session: CompareSession) -> None:
+    """Wins per model, a bar each, the leader marked; while names are hidden, only how many rounds were voted.
+
+    Blind letters change every round, so a tally by letter would mean nothing (and a tally by model before
+    the reveal would tell which column was which).
+    """
+    voted = sum(1 for r in session.rounds if r.vote)
+    if session.hidden:
+        st.caption(f"{voted} of {len(session.rounds)} rounds voted. The tally by model appears with the names "
+                   "at the reveal.")
+        return
     tally = session.tally()
+    leaders = session.leaders()
     columns = st.columns(len(tally))
     for column, (slot, wins) in zip(columns, tally.items(), strict=True):
-        column.metric(plain_label(session.display_name(slot)), f"{wins} win" + ("" if wins == 1 else "s"),
-                      border=True)
+        leader = slot in leaders
+        mark = "-leader" if leader else ""
+        with column, st.container(border=True, key=f"compare-tally-{slot}{mark}"):
+            crown = ("★ Leading" if len(leaders) == 1 else "★ Tied for the lead") if leader else ""
+            st.markdown(f"**{plain_label(session.display_name(slot), 60)}**" + (f"  \n{crown}" if crown else ""))
+            st.progress(wins / voted if voted else 0.0,
+                        text=f"{wins} win{'' if wins == 1 else 's'} of {voted} voted")

@@ -1,89 +1,116 @@
-"""The wall screen (``/monitoring?kiosk=1``): dark, large type, no sidebar or menus, refreshing itself.
+"""The wall screen (``/monitoring?kiosk=1``): a room-sized view of the fleet that nobody touches.
 
-It draws from the same process-wide ``Monitoring`` as the operator page, so a refresh reads memory and
-SQLite and never waits on a backend.
+A 1920x1080 canvas (``static/wall.js`` zooms it to the screen, so 720p, 1080p and 4K all show the whole
+wall without scrolling): the head (clock in ``DASHBOARD_TZ``, firing alerts when Prometheus is
+configured), a top row of large numbers (backends up, requests per minute, error ratio, p95 latency,
+median time to first token, tokens/s, pulls and batch jobs with their progress), the backend tiles
+(``components.wall``), and a row of charts. Two fragments refresh it: the status area every
+``DASHBOARD_KIOSK_REFRESH_S``, the charts every bucket. Everything is read from process-wide objects
+(prober, activity window, job managers, alert feed), so a refresh never waits on a backend. The browser's
+watchdog (``static/wall.js``) turns the wall STALE when refreshes stop arriving.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
 import streamlit as st
 
+from components import runtime
 from components.auth import enter_fragment
-from components.charts import bucket_for
+from components.charts import bucket_for, generation_rates
 from components.monitoring import (
     KIOSK_RANGE_S,
-    render_freshness,
-    render_history_charts,
-    render_panels,
-    render_summary,
-    render_tiles,
-    section,
+    availability,
+    data_freshness,
+    generations,
+    history,
+    window,
 )
+from components.wall import JobLine, WallData, wall_html, zone_label
+from components.wall_charts import charts_html
 from services.config import Settings
 from services.monitoring.service import Monitoring
+from services.resources import WALL_SCRIPT_FILE, WALL_STYLE_FILE
 
-KIOSK_CSS = """
-<style>
-[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], header[data-testid="stHeader"],
-[data-testid="stToolbar"], [data-testid="stDecoration"], [data-testid="stStatusWidget"],
-footer { display: none !important; }
-[data-testid="stApp"], [data-testid="stMain"], [data-testid="stAppViewContainer"] {
-  background: #05070a !important; color: #f8fafc !important; }
-[data-testid="stMainBlockContainer"] { padding: 1.2rem 2rem 1rem 2rem !important; max-width: 100% !important; }
-[data-testid="stApp"] p, [data-testid="stApp"] li, [data-testid="stApp"] span,
-[data-testid="stApp"] h1, [data-testid="stApp"] h2, [data-testid="stApp"] h3 { color: #f8fafc !important; }
-[data-testid="stApp"] p, [data-testid="stApp"] li { font-size: 1.55rem !important; line-height: 1.35 !important; }
-[data-testid="stApp"] h1 { font-size: 3rem !important; }
-[data-testid="stApp"] h2 { font-size: 3.4rem !important; font-weight: 800 !important; letter-spacing: .05em; }
-[data-testid="stApp"] h3 { font-size: 2rem !important; }
-[class*="st-key-kiosk-tile-"] { border-radius: 14px; padding: 1rem 1.3rem !important; border: 4px solid #334155; }
-[class*="st-key-kiosk-tile-online"] { background: #052e16 !important; border-color: #22c55e !important; }
-[class*="st-key-kiosk-tile-degraded"] { background: #451a03 !important; border-color: #f59e0b !important; }
-[class*="st-key-kiosk-tile-offline"] { background: #7f1d1d !important; border-color: #ff4d4d !important; }
-[class*="st-key-kiosk-tile-waiting"] { background: #1e293b !important; border-color: #64748b !important; }
-[class*="st-key-kiosk-clock"] p { font-size: 2.2rem !important; font-weight: 700 !important; text-align: right; }
-[class*="st-key-kiosk-stale"] { background: #7f1d1d !important; border-radius: 10px; padding: .6rem 1rem; }
-[data-testid="stAlertContainer"] { background: #334155 !important; }
-[class*="st-key-kiosk-tile-"][class*="-compact-"] { padding: .5rem .8rem !important; border-width: 3px; }
-[class*="-compact-"] h2 { font-size: 1.6rem !important; letter-spacing: .02em; }
-[class*="-compact-"] h3 { font-size: 1.3rem !important; }
-[class*="-compact-"] p { font-size: 1.1rem !important; }
-[class*="st-key-kiosk-panel-error"] [data-testid="stAlertContainer"],
-[class*="st-key-kiosk-stale"] [data-testid="stAlertContainer"] { background: #7f1d1d !important; }
-[class*="st-key-kiosk-panel-stale"] [data-testid="stAlertContainer"],
-[class*="st-key-kiosk-panel-partial"] [data-testid="stAlertContainer"] { background: #78350f !important; }
-</style>
-"""
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def wall_section(what: str) -> Iterator[None]:
+    """A failing part of the wall says so in the wall's own style; the rest keeps refreshing."""
+    try:
+        yield
+    except Exception as exc:
+        log.exception("Wall screen: %s failed", what)
+        st.html(f'<div class="wall-note">{what} unavailable right now ({type(exc).__name__}); retrying at the next '
+                "refresh.</div>")
+
+
+def _jobs() -> tuple[list[JobLine], list[JobLine]]:
+    """Pulls and batch jobs running now, from the process-wide managers (memory and SQLite)."""
+    pulls = [JobLine(f"{p.model} on {p.backend}", p.fraction, p.eta_s)
+             for p in runtime.pull_manager().jobs(limit=20) if p.active]
+    batches = []
+    manager = runtime.batch_manager()
+    for job in manager.jobs(limit=20):
+        if job.state == "running" and manager.is_running(job.id):
+            progress = manager.progress(job.id)
+            batches.append(JobLine(f"{job.task} {progress.finished_rows:,}/{progress.total:,} rows",
+                                   progress.fraction, progress.eta_s))
+    return pulls, batches
+
+
+def wall_data(monitoring: Monitoring, settings: Settings) -> WallData:
+    now = time.time()
+    age, stale = data_freshness(monitoring, now)
+    local = datetime.fromtimestamp(now, UTC).astimezone(settings.zone())
+    health = monitoring.store.health()
+    notes = [] if health.ok else [f"Probe history not writable: {health.pending_rows} samples wait in memory"]
+    feed = runtime.alert_feed()
+    pulls, batches = _jobs()
+    return WallData(
+        backends=settings.backends, latest=monitoring.prober.latest(), activity=runtime.activity().current(),
+        now=local, zone_label=zone_label(local, settings.timezone), refresh_s=settings.kiosk_refresh_s,
+        probe_timeout_s=settings.probe_timeout_s, slow_ms=settings.slow_response_ms, probe_age_s=age,
+        probe_stale=stale, pulls=pulls, batches=batches,
+        alerts=feed.current(max_wait_s=0.5) if feed is not None else None, notes=notes)
+
+
+def render_charts(monitoring: Monitoring, settings: Settings) -> None:
+    """Latency and requests over 15 minutes, the error ratio, availability over the day: four charts, one row."""
+    start, end, bucket = window(KIOSK_RANGE_S)
+    key = str(settings.data_dir)
+    probes, _ = history(monitoring, key, start, end, bucket)
+    frame, _ = generations(monitoring, key, start, end, bucket)
+    until = (time.time() // 10 + 1) * 10
+    shares, _ = availability(monitoring, key, until - 86400.0, until)
+    st.html(charts_html(probes, generation_rates(frame, bucket), shares, slow_ms=settings.slow_response_ms,
+                        zone=settings.zone(), start=end - KIOSK_RANGE_S, end=time.time(), bucket_s=bucket))
 
 
 def render_kiosk(monitoring: Monitoring, settings: Settings) -> None:
-    """The wall screen: dark, large, refreshing itself without a full rerun."""
-    st.html(KIOSK_CSS)
+    """The wall screen: the status area and the charts, each refreshing itself without a full rerun."""
+    st.html(f"<style>{WALL_STYLE_FILE.read_text(encoding='utf-8')}</style>")
+    # Our own static script (no input from anyone): the zoom to the screen and the stale watchdog.
+    st.html(f"<script>{WALL_SCRIPT_FILE.read_text(encoding='utf-8')}</script>", unsafe_allow_javascript=True)
 
     @st.fragment(run_every=settings.kiosk_refresh_s)
     def live_status() -> None:
         enter_fragment()
-        latest = monitoring.prober.latest()
-        top_left, top_right = st.columns([3, 2])
-        with top_left:
-            st.title("Ollama fleet", anchor=False)
-            with section("The summary"):
-                render_summary(settings.backends, latest, kiosk=True)
-        with top_right, section("The clock"):
-            render_freshness(monitoring, kiosk=True)
-        with section("The status tiles"):
-            render_tiles(settings.backends, latest, kiosk=True)
+        with wall_section("The status area"):
+            st.html(wall_html(wall_data(monitoring, settings)))
 
     # Charts are bucketed (10 s over 15 min): redrawing them more often than a bucket only costs CPU.
     @st.fragment(run_every=max(settings.kiosk_refresh_s, bucket_for(KIOSK_RANGE_S)))
     def live_charts() -> None:
         enter_fragment()
-        with section("The history charts"):
-            render_history_charts(monitoring, KIOSK_RANGE_S, kiosk=True)
-        if monitoring.panels is not None or monitoring.panels_error:
-            with section("The Prometheus panels"):
-                render_panels(monitoring, KIOSK_RANGE_S, kiosk=True)
+        with wall_section("The charts"):
+            render_charts(monitoring, settings)
 
     live_status()
     live_charts()
-

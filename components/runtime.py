@@ -2,10 +2,11 @@
 
 Each factory is an ``st.cache_resource`` (one object per process, shared by every session, never holding
 a person): the startup check and settings, the database, the ``/metrics`` exporter, the prober and its
-history, the audit log, the pull and batch managers, the template store and deck library, and one page
-client per backend. ``lifespan`` is the ``st.App`` lifespan: it runs the startup checks and starts the
-prober, the exporter and the job runners (an interrupted batch resumes) when the server starts, before
-any browser connects, and stops them when it stops. Nothing process-wide lives in a module global.
+history, the wall's activity window and alert feed, the audit log, the pull and batch managers, the
+template store and deck library, and one page client per backend. ``lifespan`` is the ``st.App``
+lifespan: it runs the startup checks and starts the prober, the exporter and the job runners (an
+interrupted batch resumes) when the server starts, before any browser connects, and stops them when it
+stops. Nothing process-wide lives in a module global.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from services.config import Backend, Settings
 from services.connections import ClientPool, connect
 from services.db import Database
 from services.errors import ConfigError, DashboardError
+from services.metrics import REGISTRY
 from services.models.pulls import PullManager
+from services.monitoring.activity import ActivityWindow
+from services.monitoring.alerts import AlertFeed
 from services.monitoring.exporter import Exporter, start_exporter
 from services.monitoring.service import Monitoring, start_monitoring
 from services.ollama.client import OllamaClient
@@ -68,6 +72,22 @@ def exporter() -> Exporter:
 @st.cache_resource(show_spinner=False, on_release=lambda monitoring: monitoring.stop())
 def monitoring() -> Monitoring:
     return start_monitoring(settings(), database(), exporter())
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda window: window.stop())
+def activity() -> ActivityWindow:
+    """The last five minutes of the dashboard's generations (the wall's top row), sampled from process start."""
+    return ActivityWindow(REGISTRY).start()
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda feed: feed.close() if feed is not None else None)
+def alert_feed() -> AlertFeed | None:
+    """Firing alerts from ``PROMETHEUS_URL`` (the rules of monitoring/alerts.yml); None without Prometheus."""
+    current = settings()
+    if not current.prometheus_url:
+        return None
+    return AlertFeed(current.prometheus_url, timeout_s=min(current.prometheus_timeout_s, 3.0),
+                     refresh_s=max(current.kiosk_refresh_s, 5.0))
 
 
 @st.cache_resource(show_spinner=False)
@@ -128,6 +148,7 @@ def start_process_services() -> StartupCheck:
     startup()  # the same check, as script runs ask for it
     log.info(check.line)  # serve.py has printed it too; in open local mode it says so in every sidebar
     monitoring()  # the exporter, the prober's first round, the panels
+    activity()  # the wall's five-minute window starts with the process
     pull_manager()  # marks pulls of a previous process interrupted
     batch_manager()  # resumes interrupted batches
     return check

@@ -14,9 +14,11 @@ import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.errors import InvalidInput
 from services.resources import PANELS_FILE
@@ -151,6 +153,13 @@ class Settings:
     kiosk_refresh_s: float = 5.0
     panels_file: Path = PANELS_FILE
     prometheus_timeout_s: float = 5.0
+    timezone: str = ""  # DASHBOARD_TZ, an IANA name; "" is the server's own zone
+
+    def zone(self) -> tzinfo:
+        """The zone clocks are shown in: ``DASHBOARD_TZ``, else the server's local zone."""
+        if self.timezone:
+            return ZoneInfo(self.timezone)
+        return datetime.now().astimezone().tzinfo or ZoneInfo("UTC")
 
     def backend(self, name: str) -> Backend:
         for backend in self.backends:
@@ -325,6 +334,19 @@ def _float(env: Mapping[str, str], key: str, default: float, *, allow_zero: bool
     return value
 
 
+def _timezone(env: Mapping[str, str]) -> str:
+    """``DASHBOARD_TZ`` checked against the zone database (``Europe/Paris``, ``UTC``; empty: the server's)."""
+    name = env.get("DASHBOARD_TZ", "").strip()
+    if not name:
+        return ""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(
+            f"DASHBOARD_TZ must be a time zone name such as Europe/Paris or UTC, not {name!r}.") from None
+    return name
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (the process environment by default)."""
     env = os.environ if env is None else env
@@ -354,4 +376,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kiosk_refresh_s=_float(env, "DASHBOARD_KIOSK_REFRESH_S", 5.0),
         panels_file=Path(env.get("DASHBOARD_PANELS_FILE", "").strip() or PANELS_FILE),
         prometheus_timeout_s=_float(env, "DASHBOARD_PROMETHEUS_TIMEOUT", 5.0),
+        timezone=_timezone(env),
     )

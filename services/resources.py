@@ -20,11 +20,16 @@ EXTRACTION_SCHEMA_FILE = CATALOG_DIR / "extraction.schema.json"
 DECKS_DIR = APP_ROOT / "decks"
 MONITORING_DIR = APP_ROOT / "monitoring"
 PANELS_FILE = MONITORING_DIR / "panels.toml"
+ALERT_RULES_FILE = MONITORING_DIR / "alerts.yml"
 STATIC_DIR = APP_ROOT / "static"
 FAVICON_FILE = STATIC_DIR / "favicon.png"
 # Read by Streamlit from the working directory (serve.py starts there): without it, tracebacks would reach
 # browsers and XSRF protection would be Streamlit's default.
 STREAMLIT_CONFIG_FILE = APP_ROOT / ".streamlit" / "config.toml"
+WALL_STYLE_FILE = STATIC_DIR / "wall.css"
+WALL_SCRIPT_FILE = STATIC_DIR / "wall.js"
+PRESENTER_STYLE_FILE = STATIC_DIR / "presenter.css"
+PRESENTER_SCRIPT_FILE = STATIC_DIR / "presenter.js"
 
 TEMPLATE_TASKS: tuple[str, ...] = ("description", "extraction", "classification", "column_mapping", "translation")
 
@@ -35,8 +40,13 @@ REQUIRED: dict[Path, str] = {
     EXTRACTION_SCHEMA_FILE: "extraction",
     DECKS_DIR / "product-tasks.json": "the compare page's shipped prompt deck",
     PANELS_FILE: "the Prometheus panels of the monitoring page",
+    ALERT_RULES_FILE: "the alerting rules Prometheus loads (shipped with the image for its compose stack)",
     FAVICON_FILE: "the page icon (served locally, never fetched from the internet)",
     STREAMLIT_CONFIG_FILE: "Streamlit's server settings (errors hidden from browsers, XSRF protection)",
+    WALL_STYLE_FILE: "the wall screen's stylesheet",
+    WALL_SCRIPT_FILE: "the wall screen's zoom and stale watchdog",
+    PRESENTER_STYLE_FILE: "the compare page's presenter view",
+    PRESENTER_SCRIPT_FILE: "the presenter view's keys and text fitting",
 }
 
 

@@ -66,6 +66,8 @@ CANARY_TTFT = Gauge("ollama_canary_time_to_first_token_seconds", "Time to first 
                     ["backend", "model"], registry=REGISTRY)
 CANARY_TPS = Gauge("ollama_canary_tokens_per_second", "Generation speed of the last canary.",
                    ["backend", "model"], registry=REGISTRY)
+CANARY_UP = Gauge("ollama_canary_up", "1 when the last canary generation streamed a first token, 0 when it failed.",
+                  ["backend", "model"], registry=REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,8 @@ def publish(result: ProbeResult, previous: ProbeResult | None) -> None:
         CANARY_TTFT.labels(backend=name, model=result.canary_model).set(result.canary_ttft_ms / 1000.0)
     if result.canary_model and result.canary_tps is not None:
         CANARY_TPS.labels(backend=name, model=result.canary_model).set(result.canary_tps)
+    if result.canary_model:  # only rounds that ran a canary: between canaries the last verdict stands
+        CANARY_UP.labels(backend=name, model=result.canary_model).set(1 if result.canary_ttft_ms is not None else 0)
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import html
 import json
+import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,9 @@ class RoundRecord:
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     columns: list[dict[str, Any]] = field(default_factory=list)
     vote: str = ""
+    # The lineup's slots in the order the columns are shown; in blind mode shuffled for every round, so the
+    # audience's letters (A, B, ... by position) do not follow a model from one round to the next.
+    order: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -100,11 +104,29 @@ class CompareSession:
     def hidden(self) -> bool:
         return self.blind and not self.revealed
 
-    def display_name(self, slot: str) -> str:
+    def display_name(self, slot: str, record: RoundRecord | None = None) -> str:
+        """The model's name; while hidden, "Model X" with X the letter the audience saw in ``record``."""
         if self.hidden:
-            return f"Model {slot}"
+            return f"Model {self.letter(slot, record) if record is not None else slot}"
         entry = self.entry(slot)
         return entry["model"] if entry else f"Model {slot}"
+
+    def order(self, record: RoundRecord) -> list[str]:
+        """The lineup slots in the round's display order (lineup order for rounds recorded without one)."""
+        slots = [e["slot"] for e in self.lineup]
+        return list(record.order) if sorted(record.order) == sorted(slots) else slots
+
+    def letter(self, slot: str, record: RoundRecord) -> str:
+        """The letter the audience saw for ``slot`` in ``record``: its column's position."""
+        order = self.order(record)
+        return SLOTS[order.index(slot)] if slot in order else slot
+
+    def slot_for_letter(self, letter: str, record: RoundRecord) -> str:
+        order = self.order(record)
+        index = SLOTS.index(letter) if letter in SLOTS else -1
+        if not 0 <= index < len(order):
+            raise InvalidInput(f"There is no column {letter!r} in round {record.index}.")
+        return order[index]
 
     def entry(self, slot: str) -> dict[str, str] | None:
         return next((e for e in self.lineup if e["slot"] == slot), None)
@@ -122,10 +144,21 @@ class CompareSession:
             out.append(Contestant(entry["slot"], entry["model"], backend))
         return out
 
-    def add_round(self, spec: RoundSpec, source: Source | None = None) -> RoundRecord:
+    def new_order(self) -> list[str]:
+        """The lineup's slots in the order a new round shows them: shuffled afresh when blind."""
+        order = [e["slot"] for e in self.lineup]
+        if self.blind:
+            random.SystemRandom().shuffle(order)  # the presenter's own order must not give the letters away
+        return order
+
+    def add_round(self, spec: RoundSpec, source: Source | None = None, *,
+                  order: list[str] | None = None) -> RoundRecord:
+        """A new round, its columns in ``order`` (default: a new one, see ``new_order``)."""
+        if order is None:
+            order = self.new_order()
         record = RoundRecord(index=len(self.rounds) + 1, prompt=spec.prompt, system=spec.system,
                              options=dict(spec.options), seed=int(spec.seed), warm_up=spec.warm_up,
-                             source=source or Source())
+                             source=source or Source(), order=order)
         self.rounds.append(record)
         return record
 
@@ -148,6 +181,12 @@ class CompareSession:
 
     def tally_by_model(self) -> dict[str, int]:
         return {self.display_name(slot): count for slot, count in self.tally().items()}
+
+    def leaders(self) -> list[str]:
+        """The slots with the most wins (several on a tie for the lead; none before the first win)."""
+        tally = self.tally()
+        best = max(tally.values(), default=0)
+        return [slot for slot, wins in tally.items() if wins == best] if best else []
 
     # ---- JSON --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -213,6 +252,8 @@ def parse_report(data: str | bytes) -> CompareSession:
         seed = validate_seed(raw.get("seed"), where)
         source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
         vote = str(raw.get("vote") or "")
+        slots = [e["slot"] for e in lineup]
+        order = [str(s) for s in raw.get("order") or []] if isinstance(raw.get("order"), list) else []
         rounds.append(RoundRecord(
             index=index, prompt=raw["prompt"], system=str(raw.get("system") or ""), options=options,
             seed=42 if seed is None else seed, warm_up=bool(raw.get("warm_up", True)),
@@ -220,6 +261,7 @@ def parse_report(data: str | bytes) -> CompareSession:
             started_at=str(raw.get("started_at") or ""),
             columns=[c for c in raw.get("columns") or [] if isinstance(c, dict)],
             vote=vote if vote == TIE or vote in SLOTS[: len(lineup)] else "",
+            order=order if sorted(order) == sorted(slots) else slots,
         ))
     return CompareSession(lineup=lineup, blind=bool(document.get("blind")), revealed=bool(document.get("revealed")),
                           rounds=rounds, replay_of=str(document.get("replay_of") or ""),
@@ -266,7 +308,7 @@ def _seconds(value: Any, digits: int = 2) -> str:
     return fmt.seconds(float(value), digits) if isinstance(value, int | float) else fmt.MISSING
 
 
-def _column_html(column: Mapping[str, Any], name: str, winner: bool) -> str:
+def _column_html(column: Mapping[str, Any], name: str, winner: bool, shown_as: str = "") -> str:
     status = str(column.get("status") or "")
     stats = column.get("stats") or {}
     tps = column.get("tokens_per_second")
@@ -285,6 +327,7 @@ def _column_html(column: Mapping[str, Any], name: str, winner: bool) -> str:
     parts = [
         f'<div class="col{" winner" if winner else ""}">',
         f"<h3>{_e(column.get('slot'))} · {_e(name)}{' · audience pick' if winner else ''}</h3>",
+        f'<div class="muted figs">shown as Model {_e(shown_as)}</div>' if shown_as else "",
         f'<div class="muted figs">{_e(column.get("backend"))} · Ollama {_e(column.get("ollama_version") or "?")}'
         f" · digest {_e(digest or '?')}</div>",
         f'<div class="figs">{" ".join(badges)} {_e(" · ".join(figures))}</div>',
@@ -348,7 +391,9 @@ def render_html(session: CompareSession) -> str:
         out.append(f'<p class="muted">Prompt:</p><div class="prompt">{_e(record.prompt)}</div><div class="grid">')
         for column in record.columns:
             slot = str(column.get("slot") or "")
-            out.append(_column_html(column, names.get(slot, str(column.get("model") or "?")), slot == winner))
+            shown_as = session.letter(slot, record) if session.blind else ""
+            out.append(_column_html(column, names.get(slot, str(column.get("model") or "?")), slot == winner,
+                                    shown_as))
         out.append("</div>")
     out.append('<p class="muted">Generated by the Ollama operator dashboard. Model output above is shown as '
                "plain text, exactly as the models wrote it.</p></body></html>")

@@ -75,12 +75,17 @@ def test_a_four_way_blind_comparison_with_votes_reveal_and_export(
 
     page.locator("[class*='st-key-compare-vote']").get_by_role("radio", name="Model B").click()
     wait_for_app(page)
-    expect(page.get_by_test_id("stMetric").filter(has_text="Model B")).to_contain_text("1 win")
+    expect(page.get_by_text("1 of 1 rounds voted")).to_be_visible()  # blind: no tally by letter
     page.get_by_role("button", name="Reveal the models").click()
     expect(page.get_by_role("button", name="Reveal the models")).to_have_count(0)
     wait_for_app(page)
     revealed = [column(page, slot).locator("h3").inner_text() for slot in "ABCD"]
     assert sorted(revealed) == sorted(MODELS)
+    leader = page.locator("[class*='st-key-compare-tally-'][class*='-leader']")
+    expect(leader).to_have_count(1)
+    expect(leader).to_contain_text(revealed[1])  # column B's model won the vote
+    expect(leader).to_contain_text("★ Leading")
+    expect(leader).to_contain_text("1 win of 1 voted")
     screenshot(page, "compare-revealed-with-tally")
 
     page.get_by_role("button", name="Decks, exports and re-runs").click()
@@ -92,8 +97,9 @@ def test_a_four_way_blind_comparison_with_votes_reveal_and_export(
         page.get_by_role("button", name="Export JSON (re-runnable)").click()
     document = json.loads(download_info.value.path().read_text())
     assert document["format"] == "ollama-dashboard-comparison/1" and document["blind"] and document["revealed"]
-    winner = document["lineup"][1]["model"]
-    assert document["tally"][winner] == 1 and document["rounds"][0]["vote"] == "B"
+    voted_slot = document["rounds"][0]["order"][1]  # column B of that round: the audience's letter
+    winner = next(e["model"] for e in document["lineup"] if e["slot"] == voted_slot)
+    assert document["tally"][winner] == 1 and document["rounds"][0]["vote"] == voted_slot
 
     # The exported report opens offline in the browser, with nothing blocked or fetched.
     viewer = page.context.new_page()

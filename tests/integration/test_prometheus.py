@@ -3,80 +3,19 @@ through the dashboard's own panels (services.monitoring.prometheus) with the shi
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.config import Backend, Settings
 from services.metrics import record_generation
-from services.monitoring.exporter import start_exporter
 from services.monitoring.prometheus import Panel, PanelRunner, PrometheusSource, load_panels
-from tests.e2e.conftest import free_port
+from tests.integration.conftest import RunningPrometheus
 from tests.standin import StandinServer
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-@dataclass
-class RunningPrometheus:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-
-@pytest.fixture(scope="module")
-def exporter_port() -> Iterator[int]:
-    port = free_port()
-    started = start_exporter(port)
-    assert started.running, started.error
-    yield port
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def prometheus(exporter_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPrometheus]:
-    if not Path(PROMETHEUS).exists():
-        pytest.skip("the prometheus binary is missing (make test installs Debian's prometheus package)")
-    tmp = tmp_path_factory.mktemp("prometheus")
-    config = tmp / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: ollama-dashboard\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{exporter_port}']\n")
-    port = free_port()
-    log = tmp / "prometheus.log"
-    process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--query.lookback-delta=30s"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"prometheus exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"prometheus did not become ready:\n{log.read_text()[-3000:]}")
-    yield RunningPrometheus(url, process, log)
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def test_panels_read_back_real_scraped_data(prometheus: RunningPrometheus, tmp_path: Path) -> None:

@@ -61,7 +61,10 @@ def test_a_three_way_comparison_streams_votes_and_tallies(open_page: Callable[..
     vote_key = f"compare.vote.{session.id}.1"
     at.segmented_control(key=vote_key).set_value("B").run()
     assert session.tally() == {"A": 0, "B": 1, "C": 0}
-    assert [m.value for m in at.metric if m.label.replace("\\", "") == session.display_name("B")] == ["1 win"]
+    bars = [b for b in at.get("progress")]
+    assert len(bars) == 3 and sorted(b.proto.text for b in bars) == ["0 wins of 1 voted", "0 wins of 1 voted",
+                                                                      "1 win of 1 voted"]
+    assert "★ Leading" in page_text(at)
     assert all(not m.allow_html for m in at.markdown if "END." in m.value)
 
 
@@ -72,9 +75,57 @@ def test_blind_mode_hides_names_until_the_reveal(open_page: Callable[..., AppTes
     headers = [s.value for s in at.subheader]
     assert {"Model A", "Model B", "Model C"} <= set(headers)
     assert not any(name in page_text(at) for name in ("llama3.2", "qwen3", "phi3"))
+    assert not [e for e in at.expander if e.label == "Thinking"]  # qwen3 thinks: no box gives it away
+    assert "tally by model appears with the names at the reveal" in page_text(at)
     at.button(key="compare.reveal").click().run()
     assert current(at).revealed
     assert {"llama3.2:1b", "qwen3:0.6b", "phi3:mini"} <= {s.value.replace("\\", "") for s in at.subheader}
+    assert [e.label for e in at.expander if e.label == "Thinking"] == ["Thinking"]  # revealed: thinking shows
+
+
+def test_blind_letters_are_shuffled_every_round_and_votes_follow_the_model(
+        open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
+    app_env.state.configure(tokens_per_second=2000, reply_tokens=5)
+    at = choose(open_page(COMPARE), ALL, blind=True)
+    for index in range(8):
+        at = run_free(at, f"Question {index}")
+    session = current(at)
+    orders = [tuple(r.order) for r in session.rounds]
+    assert all(sorted(o) == ["A", "B", "C"] for o in orders) and len(set(orders)) > 1  # 1 in 6^7 to fail
+    last = session.rounds[-1]
+    assert [c["slot"] for c in last.columns] == last.order  # the columns are drawn in the round's order
+    at.segmented_control(key=f"compare.vote.{session.id}.{last.index}").set_value("A").run()
+    assert last.vote == last.order[0]  # the audience's "A" is the model shown first, whatever its slot
+    assert sum(session.tally().values()) == 1
+
+
+def test_presenter_view_hides_setup_and_is_driven_by_its_bar(open_page: Callable[..., AppTest],
+                                                             app_env: StandinServer) -> None:
+    app_env.state.configure(tokens_per_second=2000, reply_tokens=8)
+    at = choose(open_page(COMPARE), ALL[:2], blind=True)
+    at.query_params["present"] = "1"
+    at = at.run()
+    assert not at.exception
+    assert any("presenter" in h.value and "ArrowRight" in h.value for h in at.html)  # the keys' script
+    assert "Next: " in page_text(at)
+    assert at.button(key="present-prev").disabled
+    at.button(key="present-next").click().run()  # the right arrow: prompt 1 of the deck
+    assert not at.exception
+    assert len(current(at).rounds) == 1 and current(at).rounds[0].finished
+    assert any('class="answer-mark"' in h.value and 'data-state="done"' in h.value for h in at.html)
+    at.button(key="present-vote-B").click().run()  # key 2
+    record = current(at).rounds[0]
+    assert record.vote == record.order[1]
+    at.button(key="present-next").click().run()  # prompt 2
+    assert len(current(at).rounds) == 2
+    at.button(key="present-prev").click().run()  # back to round 1, nothing re-run
+    assert len(current(at).rounds) == 2 and "Round 1" in page_text(at)
+    at.button(key="present-reveal").click().run()  # R
+    assert current(at).revealed
+    at.button(key="present-exit").click().run()
+    assert "present" not in at.query_params and at.toggle(key="compare.present_toggle").value is False
+    assert at.toggle(key="compare.blind").value is True  # the hidden setup kept its values
+    assert "Lineup (locked for this session)" in page_text(at)
 
 
 def test_a_deck_is_stepped_through_one_click_per_prompt(open_page: Callable[..., AppTest],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,32 +61,65 @@ def test_time_range_control_changes_the_charts_range(open_page: Callable[..., Ap
     assert at.session_state["monitoring.range"] == "24 h"
 
 
-def test_kiosk_mode_has_no_sidebar_and_big_states(open_page: Callable[..., AppTest]) -> None:
+def wall(at: AppTest) -> str:
+    """The wall's status area (one st.html block), whitespace as the markup has it."""
+    return next(h.value for h in at.html if 'class="wall"' in h.value)
+
+
+def test_kiosk_mode_has_no_sidebar_and_a_wall(open_page: Callable[..., AppTest]) -> None:
     at = open_page("pages/monitoring.py")
     at.query_params["kiosk"] = "1"
     at = wait_for_probe(at)
     assert not at.exception
     assert len(at.sidebar) == 0
-    assert [h.value for h in at.header] == ["✔ ONLINE"]
-    assert "Last updated" in texts(at)
-    assert not at.get("segmented_control")
+    status = wall(at)
+    assert 'data-state="online"' in status and "✔ ONLINE" in status
+    assert "Backends up" in status and ">1/1<" in status
+    assert "(server time)" in status and 'class="wall-beat"' in status
+    assert not at.get("segmented_control") and not at.get("plotly_chart")
+    assert any('class="wall-charts"' in h.value and "data:image/svg+xml;base64," in h.value for h in at.html)
+    assert any("__ollamaWall" in h.value for h in at.html)  # the zoom and the stale watchdog
 
 
-def test_a_dead_backend_is_offline_and_the_page_still_renders(open_page: Callable[..., AppTest],
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              dead_backend, tmp_path: Path,
-                                                              app_env: StandinServer) -> None:
+def test_a_dead_backend_is_offline_in_words_on_the_wall_and_raw_on_the_page(
+        open_page: Callable[..., AppTest], monkeypatch: pytest.MonkeyPatch, dead_backend, tmp_path: Path,
+        app_env: StandinServer) -> None:
     backends = tmp_path / "backends.toml"
     backends.write_text(f'[[backends]]\nname = "alive"\nurl = "{app_env.url}"\n'
                         f'[[backends]]\nname = "dead"\nurl = "{dead_backend.url}"\n')
     monkeypatch.setenv("DASHBOARD_BACKENDS_FILE", str(backends))
+    monkeypatch.setenv("DASHBOARD_TZ", "Europe/Paris")
     at = open_page("pages/monitoring.py")
     at.query_params["kiosk"] = "1"
     at = wait_for_probe(at, backends=2)
     assert not at.exception
-    assert sorted(h.value for h in at.header) == ["✔ ONLINE", "✖ OFFLINE"]
-    assert "2 backends: 1 online · 1 OFFLINE" in texts(at)
-    assert "Connection refused" in texts(at)
+    status = wall(at)
+    assert status.count('data-state="online"') == 1 and status.count('data-state="offline"') == 1
+    assert "connection refused" in status and "Errno" not in status and "Connection refused" not in status
+    assert "1 offline" in status and "Europe/Paris" in status
+    page = open_page("pages/monitoring.py")  # the operator page: the raw cause, for whoever fixes it
+    page = wait_for_probe(page, backends=2)
+    assert "Connection refused" in texts(page)
+    assert "2 backends: 1 online · 1 OFFLINE" in texts(page)
+
+
+def test_the_top_row_counts_generations_and_running_jobs(open_page: Callable[..., AppTest],
+                                                         app_env: StandinServer) -> None:
+    from services.metrics import record_generation
+
+    at = open_page("pages/monitoring.py")
+    at.query_params["kiosk"] = "1"
+    at = wait_for_probe(at)
+    for index in range(10):  # half of them fail: whatever else this process generates, far over 5 %
+        record_generation(model="wall-top:1b", status="error" if index % 2 else "success",
+                          duration_s=7.0 if index < 2 else 1.0, ttft_s=0.3, completion_tokens=100)
+    app_env.state.configure(pull_bytes_per_s=2_000_000)
+    runtime.pull_manager().start(runtime.settings().backends[0], "llama3.2:1b", "wall-test")
+    at.run()
+    status = wall(at)
+    assert 'stat-errors level-bad' in status and not re.search(r'data-stat="errors">.{0,80}>–<', status)
+    assert 'data-stat="pulls"' in status and "llama3.2:1b on local" in status and "stat-bar" in status
+    runtime.pull_manager().shutdown()
 
 
 def test_prometheus_down_shows_panel_errors_without_blocking_tiles(open_page: Callable[..., AppTest],

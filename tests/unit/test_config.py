@@ -64,3 +64,15 @@ def test_settings_timeouts_and_data_dir() -> None:
     assert settings.stall_timeout_s == 3.5 and str(settings.data_dir) == "/tmp/x"
     with pytest.raises(InvalidInput, match="DASHBOARD_LOAD_TIMEOUT"):
         load_settings({"DASHBOARD_LOAD_TIMEOUT": "soon"})
+
+
+def test_dashboard_tz_names_the_wall_clock_zone_or_is_refused() -> None:
+    from zoneinfo import ZoneInfo
+
+    from services.config import load_settings
+
+    assert load_settings({"DASHBOARD_TZ": "Europe/Paris"}).zone() == ZoneInfo("Europe/Paris")
+    assert load_settings({}).timezone == "" and load_settings({}).zone() is not None  # the server's own
+    for bad in ("Mars/Olympus", "../../etc/passwd", "Europe/"):
+        with pytest.raises(InvalidInput, match="DASHBOARD_TZ must be a time zone name"):
+            load_settings({"DASHBOARD_TZ": bad})

@@ -166,6 +166,7 @@ def test_canary_measures_first_token_and_speed(tmp_path: Path) -> None:
     assert second.canary_model == ""
     assert len(generate_calls) == 1
     assert sample("ollama_canary_tokens_per_second", backend="canary-box", model="llama3.2:1b") > 0
+    assert sample("ollama_canary_up", backend="canary-box", model="llama3.2:1b") == 1
 
 
 def test_failing_canary_degrades_the_backend(tmp_path: Path) -> None:
@@ -176,6 +177,7 @@ def test_failing_canary_degrades_the_backend(tmp_path: Path) -> None:
         prober.stop()
     assert result.status == "degraded"
     assert any("canary on no-such-model:1b failed" in r for r in result.reasons)
+    assert sample("ollama_canary_up", backend="canary-missing", model="no-such-model:1b") == 0  # what alerts.yml reads
 
 
 def test_background_loop_runs_rounds_and_stops(tmp_path: Path) -> None:

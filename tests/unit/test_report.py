@@ -143,3 +143,23 @@ def html_escaped(text: str) -> str:
     import html
 
     return html.escape(text, quote=True)
+
+
+def test_blind_rounds_keep_their_own_letters_through_the_json(backend: Backend) -> None:
+    session = CompareSession.for_contestants(lineup(backend), blind=True)
+    for _ in range(12):
+        session.add_round(RoundSpec(prompt="x"))
+    orders = {tuple(r.order) for r in session.rounds}
+    assert len(orders) > 1 and all(sorted(o) == ["A", "B", "C"] for o in orders)
+    record = session.rounds[0]
+    first = record.order[0]
+    assert session.letter(first, record) == "A" and session.slot_for_letter("A", record) == first
+    assert session.display_name(first, record) == "Model A"
+    session.vote(1, session.slot_for_letter("B", record))
+    assert session.leaders() == [record.order[1]]
+    loaded = parse_report(session.to_json())
+    assert [r.order for r in loaded.rounds] == [r.order for r in session.rounds]
+    with pytest.raises(InvalidInput):
+        session.slot_for_letter("D", record)
+    plain = CompareSession.for_contestants(lineup(backend), blind=False)
+    assert plain.add_round(RoundSpec(prompt="x")).order == ["A", "B", "C"]  # not blind: the lineup's order
