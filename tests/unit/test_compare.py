@@ -61,47 +61,39 @@ def test_four_models_stream_in_parallel_with_the_same_options_and_seed(
     standin.state.configure(tokens_per_second=100, reply_tokens=40)
     spec = RoundSpec(prompt="Décris une robe rouge.", system="Tu es concis.",
                      options={"temperature": 0.1, "top_k": 10}, seed=1234, warm_up=False)
-    started = time.perf_counter()
     snaps = by_slot(run_to_end(ComparisonRun(spec, four, clients, record_metrics=False)))
-    took = time.perf_counter() - started
     assert [s.status for s in snaps.values()] == ["done"] * 4
-    # 40+ tokens at 100 tokens/s is ~0.45 s per model: in parallel, not four times that.
-    assert took < 1.5, took
+    assert standin.state.max_in_flight == 4  # the four streams were open at once, not one after the other
     for slot, model in zip("ABCD", MODELS, strict=True):
         snap = snaps[slot]
         assert snap.model == model
         assert snap.content.endswith("END.")
         assert snap.digest and snap.ollama_version == "0.33.0"
         assert snap.stats is not None and snap.stats.eval_count >= 40
-        assert snap.first_token_s is not None and snap.first_token_s < 0.3
-        assert snap.tokens_per_s is not None and 50 < snap.tokens_per_s < 150
+        assert snap.first_token_s is not None and snap.first_token_s <= snap.elapsed_s
+        # The figure shown once done is Ollama's own (eval_count / eval_duration), not a clock of ours.
+        assert snap.tokens_per_s == snap.stats.tokens_per_second
     chats = standin.state.requests_to("/api/chat")
     assert sorted(r["body"]["model"] for r in chats) == sorted(MODELS)
     for request in chats:
         assert request["body"]["options"] == {"temperature": 0.1, "top_k": 10, "seed": 1234}
         assert request["body"]["messages"][0] == {"role": "system", "content": "Tu es concis."}
-    # All four requests were sent together, before any reply could have finished.
-    sent = [r["at"] for r in chats]
-    assert max(sent) - min(sent) < 0.2
 
 
 def test_a_slow_column_does_not_delay_the_others(
         standin: StandinServer, four: list[Contestant], clients: Clients) -> None:
-    standin.state.configure(tokens_per_second=200, reply_tokens=30, model_tokens_per_second={"phi3:mini": 4})
+    # phi3:mini at 1 token/s needs 30 s: the three others finish long before, while it still streams.
+    standin.state.configure(tokens_per_second=200, reply_tokens=30, model_tokens_per_second={"phi3:mini": 1})
     run = ComparisonRun(RoundSpec(prompt="Classe ce produit.", warm_up=False), four, clients, record_metrics=False)
-    done_at: dict[str, float] = {}
-    started = time.perf_counter()
     frames = run.frames()
+    done: set[str] = set()
     for snaps in frames:
-        for snap in snaps:
-            if snap.status == "done":
-                done_at.setdefault(snap.slot, time.perf_counter() - started)
-        if len(done_at) == 3:
+        done |= {snap.slot for snap in snaps if snap.status == "done"}
+        if len(done) == 3:
             break
     slow = by_slot(run.snapshots())["C"]
     frames.close()
-    assert set(done_at) == {"A", "B", "D"}
-    assert max(done_at.values()) < 1.0, done_at
+    assert done == {"A", "B", "D"}
     assert slow.status in ("waiting", "streaming") and slow.chunks < 30
     assert by_slot(run.snapshots())["C"].status == "stopped"
 
@@ -132,18 +124,18 @@ def test_with_warm_up_a_missing_model_is_never_loaded(
 
 def test_a_stalled_column_does_not_stall_the_others(
         standin: StandinServer, four: list[Contestant], clients: Clients) -> None:
-    standin.state.configure(tokens_per_second=200, reply_tokens=20, fault_after=3, stall_s=4,
+    # llama3.2:1b stops sending for a minute after three tokens: the others end while it is still silent.
+    standin.state.configure(tokens_per_second=200, reply_tokens=20, fault_after=3, stall_s=60,
                             model_faults={"llama3.2:1b": "stall"})
     run = ComparisonRun(RoundSpec(prompt="Mappe ces colonnes.", warm_up=False), four, clients,
                         record_metrics=False)
-    started = time.perf_counter()
     frames = run.frames()
     for snaps in frames:
         if sum(s.status == "done" for s in snaps) == 3:
             break
-    took = time.perf_counter() - started
+    stalled = by_slot(run.snapshots())["A"]
     frames.close()
-    assert took < 1.0
+    assert stalled.status in ("waiting", "streaming") and stalled.chunks <= 3
     assert by_slot(run.snapshots())["A"].status == "stopped"
 
 
@@ -167,13 +159,14 @@ def test_stopping_aborts_every_stream(standin: StandinServer, four: list[Contest
 
 def test_warm_up_keeps_the_load_out_of_the_timing(
         standin: StandinServer, four: list[Contestant], clients: Clients) -> None:
-    standin.state.configure(tokens_per_second=200, reply_tokens=10, load_delay_s=0.4)
+    standin.state.configure(tokens_per_second=200, reply_tokens=10, load_delay_s=1.0)
     snaps = run_to_end(ComparisonRun(RoundSpec(prompt="Bonjour", warm_up=True), four, clients,
                                      record_metrics=False))
     for snap in snaps:
         assert snap.status == "done"
-        assert snap.warmup_s is not None and snap.warmup_s >= 0.4
-        assert not snap.cold_start and snap.first_token_s is not None and snap.first_token_s < 0.3
+        assert snap.warmup_s is not None and snap.warmup_s >= 1.0
+        # Ollama's own counter says the timed request loaded nothing: the load went to the warm-up.
+        assert not snap.cold_start and snap.stats is not None and snap.stats.load_duration_ns == 0
     assert len([r for r in standin.state.requests_to("/api/generate") if not r["body"].get("prompt")]) == 4
 
 
