@@ -151,6 +151,10 @@ class Settings:
     kiosk_refresh_s: float = 5.0
     panels_file: Path = PANELS_FILE
     prometheus_timeout_s: float = 5.0
+    # Chat history (issue 13): conversations kept per person, removed after this many days without activity,
+    # and at most this many per person (the oldest go first).
+    chat_retention_days: float = 90.0
+    chat_max_conversations: int = 2_000
 
     def backend(self, name: str) -> Backend:
         for backend in self.backends:
@@ -354,4 +358,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         kiosk_refresh_s=_float(env, "DASHBOARD_KIOSK_REFRESH_S", 5.0),
         panels_file=Path(env.get("DASHBOARD_PANELS_FILE", "").strip() or PANELS_FILE),
         prometheus_timeout_s=_float(env, "DASHBOARD_PROMETHEUS_TIMEOUT", 5.0),
+        chat_retention_days=_days(env, "DASHBOARD_CHAT_RETENTION_DAYS", 90.0),
+        chat_max_conversations=_count(env, "DASHBOARD_CHAT_MAX_CONVERSATIONS", 2_000),
     )
+
+
+def _days(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise InvalidInput(f"{key} must be a number of days, not {raw!r}.") from None
+    if not value > 0 or value == float("inf"):
+        raise InvalidInput(f"{key} must be a positive number of days, not {raw!r}.")
+    return value
+
+
+def _count(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"{key} must be a whole number of at least 1, not {raw!r}.")
+    return int(raw)

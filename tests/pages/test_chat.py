@@ -17,8 +17,13 @@ def send(at: AppTest, text: str) -> AppTest:
     return at.chat_input(key="chat.input").set_value(text).run()
 
 
-def conversation(at: AppTest) -> Conversation:
-    return at.session_state["chat.conversation"]
+def conversation(at: AppTest, owner: str = "local") -> Conversation:
+    """The branch the page shows, read back from the store (what a reload would show)."""
+    from components import runtime
+
+    stored = runtime.chat_store().get(owner, at.session_state["chat.conversation_id"])
+    assert stored is not None
+    return stored.conversation()
 
 
 def page_text(at: AppTest) -> str:

@@ -20,8 +20,11 @@ def _polite(state: StandinState) -> None:
 
 
 def _profiles() -> dict[str, Profile]:
+    from tests.profiles import vision
+
     return {
         "polite": _polite,
+        "vision": vision.apply,
     }
 
 
