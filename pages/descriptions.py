@@ -9,10 +9,12 @@ from typing import Any
 
 import streamlit as st
 
+from components import chat as chat_view
 from components import session, studio
 from components.router import enter_page
 from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
+from services.images import FILE_TYPES, MAX_UPLOAD_MB, clean_image, require_vision
 from services.ollama.client import OllamaClient
 from services.safe_text import plain_label
 from services.studio.engine import TaskResult, run_task
@@ -79,9 +81,41 @@ def mapping_inputs(prefix: str) -> dict[str, Any]:
 
 
 def run_one(model: str, task: str, template: Any, inputs: dict[str, Any], params: TaskParams,
-            client: OllamaClient | None = None) -> TaskResult:
+            client: OllamaClient | None = None, images: list[str] | None = None) -> TaskResult:
     """One product through one task; ``client`` is fetched on the script thread when not given."""
-    return run_task(client or session.get_client(backend), template, model, inputs, params)
+    return run_task(client or session.get_client(backend), template, model, inputs, params, images=images or ())
+
+
+PHOTO_TASKS = ("description", "extraction", "classification")
+
+
+def photo_input(task: str, model: str | None) -> list[str] | None:
+    """An optional product photo, checked like a chat picture: raw base64 to send, [] without one, None (the
+    reason shown) when it is refused, including for a model without the vision capability."""
+    if task not in PHOTO_TASKS:
+        return []
+    uploaded = st.file_uploader("Product photo (optional, for a vision model)", type=list(FILE_TYPES),
+                                key="studio.single.photo", max_upload_size=MAX_UPLOAD_MB,
+                                help="PNG, JPEG or WebP. The output then uses what the photo shows plus the fields.")
+    if uploaded is None:
+        return []
+    cached = st.session_state.get("studio.single.photo_clean")
+    if cached is None or cached[0] != uploaded.file_id:
+        try:
+            cached = (uploaded.file_id, clean_image(uploaded.getvalue(), uploaded.name))
+        except InvalidInput as exc:
+            cached = (uploaded.file_id, str(exc))
+        st.session_state["studio.single.photo_clean"] = cached
+    try:
+        if isinstance(cached[1], str):
+            raise InvalidInput(cached[1])
+        if model:
+            require_vision(model, chat_view.model_capabilities(backend, model, session.installed_models(backend)), 1)
+    except DashboardError as exc:
+        st.error(user_message(exc), icon=":material/hide_image:")
+        return None
+    st.image(cached[1].thumbnail, width=160, caption=cached[1].describe())
+    return [cached[1].base64()]
 
 
 # ---- single product ------------------------------------------------------------------------------------
@@ -107,15 +141,17 @@ def single_mode() -> None:
     if gathered is None:
         return
     inputs, params = gathered
+    photos = photo_input(task, model)
     last = st.session_state.get("studio.single.last")
     bar = st.container(horizontal=True)
-    generate = bar.button("Generate", type="primary", icon=":material/auto_awesome:", disabled=not model,
-                              key="studio.single.go")
+    generate = bar.button("Generate", type="primary", icon=":material/auto_awesome:",
+                          disabled=not model or photos is None, key="studio.single.go")
     regenerate = bar.button("Regenerate", icon=":material/refresh:", disabled=last is None,
                                 key="studio.single.again", help="Run the last request again, as it was.")
     request = None
     if generate and model:
-        request = {"model": model, "task": task, "template": template, "inputs": inputs, "params": params}
+        request = {"model": model, "task": task, "template": template, "inputs": inputs, "params": params,
+                   "images": photos}
     elif regenerate and last is not None:
         request = last["request"]
     if request is not None:

@@ -16,7 +16,7 @@ break one model only.
 
 Pictures: chat messages may carry ``images`` (raw base64, as Ollama wants; a ``data:`` prefix or bad base64
 is a 400, and so is a picture sent to a model without the ``vision`` capability). A vision model decodes
-them with Pillow and starts its reply with what it "sees" (size and dominant colour), so tests can check
+them with Pillow and starts its default reply with what it "sees" (size and dominant colour), so tests can check
 the picture arrived intact. ``POST /api/create`` (``from``, ``system``, ``parameters``) streams statuses
 ``create_step_s`` apart and then lists the new model, whose ``/api/show`` carries that system prompt.
 
@@ -542,7 +542,7 @@ class Handler(BaseHTTPRequestHandler):
     def route_api_generate(self, method: str, body: dict[str, Any]) -> None:
         self._generate(body, chat=False)
 
-    def _reply_text(self, body: dict[str, Any], prompt: str) -> list[str]:
+    def _reply_text(self, body: dict[str, Any], prompt: str, seen: list[str] | None = None) -> list[str]:
         config = self.state.config
         if self.state.responder is not None:
             text = self.state.responder(body)
@@ -553,7 +553,8 @@ class Handler(BaseHTTPRequestHandler):
         if isinstance(body.get("format"), dict):
             return _tokenize(_json_for_schema(body["format"], config.format_mode))
         count = max(int(config.reply_tokens), 1)
-        return [f"t{i:04d} " for i in range(1, count)] + ["END."]
+        default = [f"t{i:04d} " for i in range(1, count)] + ["END."]
+        return _tokenize(" ".join(seen) + " ") + default if seen else default
 
     def _generate(self, body: dict[str, Any], *, chat: bool) -> None:
         config = self.state.config
@@ -597,9 +598,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, payload)
             return
         text_in = prompt if not chat else "\n".join(str(m.get("content", "")) for m in messages)
-        tokens = self._reply_text(body, text_in)
-        if seen:
-            tokens = _tokenize(" ".join(seen) + " ") + tokens
+        tokens = self._reply_text(body, text_in, seen)
         thinking = (["Let ", "me ", "think ", "about ", "this. ", "Okay. "][: config.thinking_tokens]
                     if "thinking" in record["capabilities"] and think is not False else [])
         slots = self.state._slots

@@ -14,7 +14,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +44,13 @@ from services.studio.checks import (
 from services.studio.tasks import LANGUAGES, MAPPING_TARGETS, MAX_FIELD_CHARS, TASK_FIELDS, TaskParams
 from services.studio.templates import Template, render
 
+PHOTO_NOTE = ("A photo of the product is attached: use what it shows (type, colour, material, style) together with "
+              "the product data above, and do not contradict either.")
+
 
 @dataclass(frozen=True)
 class TaskRequest:
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     options: dict[str, Any]
     format: dict[str, Any] | None = None
     headers: list[str] | None = None
@@ -73,7 +76,10 @@ def product_block(task: str, values: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def build_request(template: Template, inputs: Mapping[str, Any], params: TaskParams) -> TaskRequest:
+def build_request(template: Template, inputs: Mapping[str, Any], params: TaskParams,
+                  images: Sequence[str] = ()) -> TaskRequest:
+    """The request for one product; ``images`` (raw base64 pictures, checked by ``services.images``) go with the
+    prompt, for a vision model."""
     task = template.task
     params.validate()
     if task == "column_mapping":
@@ -99,7 +105,11 @@ def build_request(template: Template, inputs: Mapping[str, Any], params: TaskPar
     system = render(template.system, values).strip()
     if system:
         messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": render(template.prompt, values).strip()})
+    prompt: dict[str, Any] = {"role": "user", "content": render(template.prompt, values).strip()}
+    if images:
+        prompt["content"] += "\n\n" + PHOTO_NOTE
+        prompt["images"] = list(images)
+    messages.append(prompt)
     return TaskRequest(messages=messages, options=template.options(), format=fmt, headers=headers,
                        source_text=str(values.get("text", "")))
 
@@ -194,13 +204,17 @@ def run_task(
     cancelled: threading.Event | None = None,
     register: Any = None,
     max_transport_attempts: int = 4,
+    images: Sequence[str] = (),
 ) -> TaskResult:
-    """Run one product through a task with bounded retries; never raises for a backend or model failure."""
+    """Run one product through a task with bounded retries; never raises for a backend or model failure.
+
+    ``images`` are raw base64 pictures sent with the prompt (a product photo, for a vision model).
+    """
     result = TaskResult(task=template.task, template_ref=template.ref, model=model, ok=False)
     started = time.perf_counter()
     gate = gate or BackoffGate()
     try:
-        request = build_request(template, inputs, params)
+        request = build_request(template, inputs, params, images)
     except InvalidInput as exc:
         result.error = str(exc)
         return result
