@@ -25,7 +25,7 @@ from services.ollama.stream import StreamUpdate
 from services.ollama.wire import InstalledModel
 from services.safe_text import plain_label, sanitize_markdown
 
-STATUS_NOTES = {"stopped": ":material/stop_circle: Stopped; the reply above is partial."}
+STATUS_NOTES = {"stopped": ":material/stop_circle: Stopped by you; the reply above is partial."}
 THUMB_WIDTH = 160
 RAW_HEIGHT = 260  # the Raw popover's JSON scrolls inside this height, so the popover fits above the chat input
 
@@ -69,6 +69,7 @@ def render_stats(stats: dict, key: str, row: Any = None) -> None:
         return
     row = row if row is not None else st.container(horizontal=True, vertical_alignment="center", gap="small")
     row.caption(line, width="stretch")
+    # Not drawn lazily: the popover picks its side (above the chat input near the bottom) from its content's size.
     with row.popover("Raw", icon=":material/data_object:", key=f"chat.raw.{key}", type="tertiary"):
         st.caption("As Ollama returned them (durations in nanoseconds), plus client-side timings.")
         st.code(json.dumps(stats, indent=2), language="json", height=RAW_HEIGHT)
@@ -128,20 +129,25 @@ def _actions_row(turn: ChatTurn, siblings: Sequence[str], actions: TurnActions |
 
 def render_turn(turn: ChatTurn, *, thumbnails: Mapping[str, bytes] | None = None, siblings: Sequence[str] = (),
                 actions: TurnActions | None = None, editor: Callable[[ChatTurn], None] | None = None) -> None:
-    """One message as it was stored; ``editor`` replaces a prompt's text with its edit form."""
+    """One message as it was stored; ``editor`` replaces a prompt's text with its edit form.
+
+    A reply always has the same four slots as ``stream_into`` draws (thinking, text, note, figures), so the
+    rerun after a stream redraws them in place instead of leaving the streamed copy on screen for a moment.
+    """
     with st.chat_message(turn.role):
         if turn.role == "assistant":
-            render_thinking(turn.thinking)
+            thinking_slot = st.empty()
+            if turn.thinking:
+                with thinking_slot.expander("Thinking", icon=":material/psychology:"):
+                    st.text(turn.thinking)
             if turn.status == "streaming":
                 st.markdown(":material/hourglass_top: _This reply is being written in another tab; it appears here "
                             "when it is finished._")
             elif turn.content or not turn.error:
                 st.markdown(sanitize_markdown(turn.content) if turn.content else "_(no text)_")
-            note = STATUS_NOTES.get(turn.status)
-            if note:
-                st.warning(note if not turn.error else f"{note} {turn.error}")
-            elif turn.error:
-                st.error(turn.error, icon=":material/error:")
+            else:
+                st.empty()
+            _render_note(turn, st.empty())
         else:
             render_pictures(turn, thumbnails or {})
             if editor is not None:
@@ -149,6 +155,17 @@ def render_turn(turn: ChatTurn, *, thumbnails: Mapping[str, bytes] | None = None
                 return
             st.markdown(sanitize_markdown(turn.content) if turn.content else "_(picture only)_")
         _actions_row(turn, siblings, actions)
+
+
+def _render_note(turn: ChatTurn, slot: Any) -> None:
+    """How a reply ended, when it did not simply complete."""
+    note = STATUS_NOTES.get(turn.status)
+    if note and turn.error:  # stopped by something else than a Stop click (the dashboard restarted)
+        slot.warning(f":material/stop_circle: Stopped: {turn.error}; the reply above is partial.")
+    elif note:
+        slot.warning(note)
+    elif turn.error:
+        slot.error(turn.error, icon=":material/error:")
 
 
 def render_starters(starters: Sequence[Starter], on_pick: Callable[[Starter], None], *, enabled: bool,
@@ -213,11 +230,10 @@ def stream_into(turn: ChatTurn, updates: Iterator[StreamUpdate], on_end: Callabl
                 turn.status = "stopped"
             on_end(turn)
         footer.empty()
-        if turn.status == "error":
-            if turn.content:
-                text_box.markdown(sanitize_markdown(turn.content))
-            else:
-                text_box.empty()
-            st.error(turn.error, icon=":material/error:")
+        if turn.status == "error" and turn.content:
+            text_box.markdown(sanitize_markdown(turn.content))
+        elif turn.status == "error":
+            text_box.empty()
+        _render_note(turn, footer)  # the Stop button's slot: the same place the history draws the note
         if turn.stats:
             render_stats(turn.stats, turn.id)

@@ -121,11 +121,9 @@ def render_sidebar(store: ChatStore, owner: str, current: str | None, on_open: C
             if heading != group:
                 st.caption(heading)
                 group = heading
+            # No tooltip: every rerun (each sent message) redraws this list, so each entry stays one plain button.
             st.button(plain_label(row.title, 38), key=f"chat.open.{row.id}", on_click=on_open, args=(row.id,),
-                      type="secondary" if row.id == current else "tertiary",
-                      help=plain_label(f"{row.title} · {row.model or 'no reply yet'} · "
-                                       f"{fmt.count(row.message_count, 'message')} · last activity "
-                                       f"{fmt.ago(now - row.updated_at)}", 300))
+                      type="secondary" if row.id == current else "tertiary")
         if len(rows) > limit:
             st.button("Show more", icon=":material/expand_more:", key="chat.more", type="tertiary",
                       on_click=lambda: st.session_state.__setitem__(LIMIT_KEY, limit + PAGE_SIZE))

@@ -96,7 +96,7 @@ def _create(backend: Backend, recipe: Any, installed: Sequence[str], *, replace:
             if now - last_draw < UI_REFRESH_S and not progress.succeeded:
                 return  # a few redraws a second, never one per line
             last_draw = now
-            box.update(label=f"{label}… step {progress.lines} · {fmt.duration(now - started)}")
+            box.update(label=f"{label}… step {progress.lines} · {fmt.duration(now - started)}", expanded=True)
             if progress.fraction is not None:
                 bar.progress(progress.fraction, text=plain_label(progress.history[-1], 80))
             steps.markdown("\n".join(f"- {plain_label(s, 100)}" for s in progress.history))

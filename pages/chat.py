@@ -30,7 +30,9 @@ PRESET_KEY = "chat.preset"
 PENDING_KEY = "chat.pending"
 EDITING_KEY = "chat.editing"
 OPTION_KEYS = ("temperature", "top_p", "top_k", "num_predict", "num_ctx", "repeat_penalty", "seed")
-DEFAULTS = {"chat.temperature": 0.7, "chat.top_p": 0.9, "chat.top_k": 40, PRESET_KEY: "enrichment"}
+DEFAULTS = {"chat.temperature": 0.7, "chat.top_p": 0.9, "chat.top_k": 40, PRESET_KEY: "enrichment",
+            "chat.num_predict": None, "chat.num_ctx": None, "chat.repeat_penalty": None, "chat.seed": None,
+            "chat.stop": "", "chat.system": ""}
 
 
 @dataclass
@@ -175,26 +177,33 @@ top[1].segmented_control(
     "Preset", [*PRESETS, CUSTOM], key=PRESET_KEY, required=True, on_change=_apply_preset, format_func=str.capitalize,
     help="The seed's presets: classification 0.1/0.5/10, enrichment 0.7/0.9/40, creative 1.0/0.95/50.",
 )
-shown_conversation = stored.conversation() if stored else None
-with top[2].popover("Conversation", icon=":material/forum:", width="stretch"):
-    def _exports(kind: str) -> Any:
-        def build() -> str:
-            fresh = store.get(owner, stored.id) if stored else None
-            if fresh is None:
-                return ""
-            path = fresh.conversation()
-            info = store.picture_info(owner, fresh.id)
-            data = _encoded(fresh.id, path.turns)
-            pictures = {k: {"name": v.name, "mime": v.mime, "width": v.width, "height": v.height,
-                            **({"data_base64": data[k]} if kind == "json" and k in data else {})}
-                        for k, v in info.items()}
-            if kind == "json":
-                return path.to_json(title=fresh.title, pictures=pictures, exported_by=owner)
-            return path.to_markdown(title=fresh.title, pictures=pictures)
-        return build
+# Menus and panels draw their widgets only while open: every rerun (a sent message is one) stays light.
+menu = top[2].popover("Conversation", icon=":material/forum:", width="stretch", key="chat.menu_open",
+                      on_change="rerun")
 
-    history_view.render_menu(store, owner, stored, {"markdown": _exports("markdown"), "json": _exports("json")},
-                             on_deleted=lambda: st.session_state.pop(EDITING_KEY, None))
+
+def _exports(kind: str) -> Any:
+    """The export of the branch shown, built only when the button is clicked (not on every rerun)."""
+    def build() -> str:
+        fresh = store.get(owner, stored.id) if stored else None
+        if fresh is None:
+            return ""
+        path = fresh.conversation()
+        info = store.picture_info(owner, fresh.id)
+        data = _encoded(fresh.id, path.turns)
+        pictures = {k: {"name": v.name, "mime": v.mime, "width": v.width, "height": v.height,
+                        **({"data_base64": data[k]} if kind == "json" and k in data else {})}
+                    for k, v in info.items()}
+        if kind == "json":
+            return path.to_json(title=fresh.title, pictures=pictures, exported_by=owner)
+        return path.to_markdown(title=fresh.title, pictures=pictures)
+    return build
+
+
+if menu.open:
+    with menu:
+        history_view.render_menu(store, owner, stored, {"markdown": _exports("markdown"), "json": _exports("json")},
+                                 on_deleted=lambda: st.session_state.pop(EDITING_KEY, None))
 
 capabilities = chat_view.model_capabilities(backend, model, installed)
 sees = "vision" in capabilities
@@ -205,33 +214,52 @@ def _save_system() -> None:
         store.update_settings(owner, stored.id, system_prompt=st.session_state.get("chat.system", ""))
 
 
-with st.expander("Parameters and system prompt", icon=":material/tune:"):
-    st.text_area("System prompt", key="chat.system", on_change=_save_system,
-                 placeholder="Optional. Replaces the model's own system prompt.")
-    cols = st.columns(3)
-    cols[0].slider("Temperature", 0.0, 2.0, step=0.05, key="chat.temperature", on_change=_mark_preset)
-    cols[1].slider("top_p", 0.0, 1.0, step=0.05, key="chat.top_p", on_change=_mark_preset)
-    cols[2].number_input("top_k", 1, 1000, step=1, key="chat.top_k", on_change=_mark_preset)
-    cols = st.columns(4)
-    cols[0].number_input("Max tokens (num_predict)", -1, 1_000_000, value=None, step=64,
-                         key="chat.num_predict", placeholder="model default", help="-1 means no limit.")
-    cols[1].number_input("Context (num_ctx)", 256, 2_097_152, value=None, step=1024, key="chat.num_ctx",
-                         placeholder="model default",
-                         help="Only sent when set. A value different from the loaded model's reloads it.")
-    cols[2].number_input("repeat_penalty", 0.0, 5.0, value=None, step=0.05, key="chat.repeat_penalty",
-                         placeholder="model default")
-    cols[3].number_input("Seed", 0, 2**31 - 1, value=None, step=1, key="chat.seed", placeholder="random",
-                         help="Set it to make replies reproducible.")
-    st.text_area("Stop sequences (one per line)", key="chat.stop", height=68)
+def _parameters_label() -> str:
+    """The closed panel still says what will be sent."""
+    parts = [f"temperature {st.session_state['chat.temperature']:g}", f"top_p {st.session_state['chat.top_p']:g}",
+             f"top_k {st.session_state['chat.top_k']}"]
+    extra = sum(st.session_state.get(f"chat.{k}") is not None for k in ("num_predict", "num_ctx", "repeat_penalty",
+                                                                         "seed"))
+    if extra or (st.session_state.get("chat.stop") or "").strip():
+        parts.append("more options set")
+    if (st.session_state.get("chat.system") or "").strip():
+        parts.append("system prompt set")
+    return "Parameters and system prompt · " + " · ".join(parts)
 
-with st.expander("Save as model", icon=":material/save_as:"):
-    try:
-        current_options = _options().to_ollama()
-    except InvalidInput as exc:
-        st.error(str(exc), icon=":material/edit_off:")
-    else:
-        save_model.render(backend, model if model in digests else None, st.session_state.get("chat.system", ""),
-                          current_options, list(digests), "chat.model")
+
+params = st.expander(_parameters_label(), icon=":material/tune:", key="chat.params_open", on_change="rerun")
+if params.open:
+    with params:
+        keep = "session"  # the values stay while the panel is closed
+        st.text_area("System prompt", key="chat.system", on_change=_save_system, persist_state=keep,
+                     placeholder="Optional. Replaces the model's own system prompt.")
+        cols = st.columns(3)
+        cols[0].slider("Temperature", 0.0, 2.0, step=0.05, key="chat.temperature", on_change=_mark_preset,
+                       persist_state=keep)
+        cols[1].slider("top_p", 0.0, 1.0, step=0.05, key="chat.top_p", on_change=_mark_preset, persist_state=keep)
+        cols[2].number_input("top_k", 1, 1000, step=1, key="chat.top_k", on_change=_mark_preset, persist_state=keep)
+        cols = st.columns(4)
+        cols[0].number_input("Max tokens (num_predict)", -1, 1_000_000, step=64, key="chat.num_predict",
+                             placeholder="model default", help="-1 means no limit.", persist_state=keep)
+        cols[1].number_input("Context (num_ctx)", 256, 2_097_152, step=1024, key="chat.num_ctx",
+                             placeholder="model default", persist_state=keep,
+                             help="Only sent when set. A value different from the loaded model's reloads it.")
+        cols[2].number_input("repeat_penalty", 0.0, 5.0, step=0.05, key="chat.repeat_penalty",
+                             placeholder="model default", persist_state=keep)
+        cols[3].number_input("Seed", 0, 2**31 - 1, step=1, key="chat.seed", placeholder="random",
+                             help="Set it to make replies reproducible.", persist_state=keep)
+        st.text_area("Stop sequences (one per line)", key="chat.stop", height=68, persist_state=keep)
+
+saving = st.expander("Save as model", icon=":material/save_as:", key="chat.save_open", on_change="rerun")
+if saving.open:
+    with saving:
+        try:
+            current_options = _options().to_ollama()
+        except InvalidInput as exc:
+            st.error(str(exc), icon=":material/edit_off:")
+        else:
+            save_model.render(backend, model if model in digests else None, st.session_state.get("chat.system", ""),
+                              current_options, list(digests), "chat.model")
 
 history_view.render_notices()
 

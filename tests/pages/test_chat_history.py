@@ -20,6 +20,8 @@ from tests.standin import StandinServer
 
 pytestmark = pytest.mark.timeout(120)
 CHAT = "pages/chat.py"
+# The chat page draws its panels' widgets only while they are open.
+PANELS = {"chat.params_open": True, "chat.save_open": True, "chat.menu_open": True}
 ROOT = Path(__file__).resolve().parents[2]
 OpenPage = Callable[..., AppTest]
 
@@ -46,6 +48,8 @@ def alerts(at: AppTest) -> str:
 def reopen(query: dict[str, str], identity: Identity | None = None) -> AppTest:
     """A new browser session (a reload, another browser) on the chat page's address."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    for key, value in PANELS.items():
+        at.session_state[key] = value
     if identity is not None:
         at.session_state[IDENTITY_KEY] = identity
     at.run()
@@ -56,7 +60,7 @@ def reopen(query: dict[str, str], identity: Identity | None = None) -> AppTest:
 
 
 def test_a_reload_reopens_the_open_conversation_with_its_settings(open_page: OpenPage) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.text_area(key="chat.system").set_value("Réponds en français.").run()
     at.slider(key="chat.temperature").set_value(0.3).run()
     at = send(at, "Décris une robe de soirée rouge")
@@ -72,7 +76,7 @@ def test_a_reload_reopens_the_open_conversation_with_its_settings(open_page: Ope
 
 
 def test_a_deleted_conversation_opened_from_an_old_link_says_so(open_page: OpenPage) -> None:
-    at = send(open_page(CHAT), "a secret recipe for a product page")
+    at = send(open_page(CHAT, session_state=PANELS), "a secret recipe for a product page")
     cid = at.session_state["chat.conversation_id"]
     at = at.button(key=f"chat.delete.{cid}").click().run()
     at = at.button(key=f"chat.delete.yes.{cid}").click().run()
@@ -102,7 +106,7 @@ def test_only_the_owner_sees_a_conversation_admins_included(app_env: StandinServ
 
 
 def test_search_rename_and_a_10_kb_title(open_page: OpenPage) -> None:
-    at = send(open_page(CHAT), "Lampe de chevet en laiton")
+    at = send(open_page(CHAT, session_state=PANELS), "Lampe de chevet en laiton")
     first = at.session_state["chat.conversation_id"]
     at = at.sidebar.button(key="chat.new").click().run()
     at = send(at, "Casserole en inox")
@@ -123,7 +127,7 @@ def test_search_rename_and_a_10_kb_title(open_page: OpenPage) -> None:
 
 def test_regenerate_and_edit_keep_the_earlier_branch(open_page: OpenPage, app_env: StandinServer) -> None:
     app_env.state.configure(replies={"lamp": "A brass lamp."})
-    at = send(open_page(CHAT), "Describe a lamp")
+    at = send(open_page(CHAT, session_state=PANELS), "Describe a lamp")
     reply = stored(at).path()[-1]
     app_env.state.configure(replies={"lamp": "A linen lamp."})
     at = at.button(key=f"chat.regen.{reply.id}").click().run()
@@ -146,7 +150,7 @@ def test_regenerate_and_edit_keep_the_earlier_branch(open_page: OpenPage, app_en
 
 
 def test_two_tabs_of_one_person_do_not_erase_each_other(open_page: OpenPage) -> None:
-    tab_a = send(open_page(CHAT), "first question")
+    tab_a = send(open_page(CHAT, session_state=PANELS), "first question")
     cid = tab_a.session_state["chat.conversation_id"]
     tab_b = reopen({"c": cid})  # the same conversation in a second tab, drawn before tab A goes on
     tab_a = send(tab_a, "from tab A")
@@ -160,12 +164,12 @@ def test_two_tabs_of_one_person_do_not_erase_each_other(open_page: OpenPage) -> 
 
 
 def test_a_10_kb_first_prompt_makes_a_short_title(open_page: OpenPage) -> None:
-    at = send(open_page(CHAT), "Décris " + "une robe longue " * 640)
+    at = send(open_page(CHAT, session_state=PANELS), "Décris " + "une robe longue " * 640)
     assert len(stored(at).title) <= 61 and stored(at).title.startswith("Décris une robe longue")
 
 
 def test_an_empty_conversation_offers_the_catalogue_tasks(open_page: OpenPage, app_env: StandinServer) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     starters = [b for b in at.button if (b.key or "").startswith("chat.starter.")]
     assert len(starters) == 5 and "Description de robe (FR)" in [b.label for b in starters]
     at = at.button(key="chat.starter.2").click().run()  # classification: its preset comes with it
@@ -178,7 +182,7 @@ def test_an_empty_conversation_offers_the_catalogue_tasks(open_page: OpenPage, a
 def test_with_the_backend_down_the_input_says_what_is_wrong(open_page: OpenPage,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     assert at.chat_input(key="chat.input").placeholder == "The backend is not reachable"
     assert "Choose a model" not in at.chat_input(key="chat.input").placeholder
 
@@ -196,7 +200,7 @@ def huge_png() -> bytes:
 
 def test_a_picture_reaches_a_vision_model_and_is_kept(open_page: OpenPage, app_env: StandinServer) -> None:
     app_env.state.apply_profile("vision")
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.selectbox(key="chat.model").set_value("gemma3:4b").run()
     at.chat_input(key="chat.input").upload("robe.png", picture(), "image/png")
     at = send(at, "Décris ce produit")
@@ -219,7 +223,7 @@ def test_bad_pictures_are_refused_before_anything_is_sent(open_page: OpenPage, a
                                                           data: bytes | None, expected: str) -> None:
     data = huge_png() if data is None else data
     app_env.state.apply_profile("vision")
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.selectbox(key="chat.model").set_value("gemma3:4b").run()
     at.chat_input(key="chat.input").upload(name, data, "image/png")
     at = send(at, "describe")
@@ -230,7 +234,7 @@ def test_bad_pictures_are_refused_before_anything_is_sent(open_page: OpenPage, a
 
 def test_pictures_are_not_sent_to_a_model_without_vision(open_page: OpenPage, app_env: StandinServer) -> None:
     app_env.state.apply_profile("vision")
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     assert at.chat_input(key="chat.input").proto.accept_file == 0  # llama3.2:1b: attaching is off
     assert "text only: it has no vision capability" in at.chat_input(key="chat.input").placeholder
     at.selectbox(key="chat.model").set_value("gemma3:4b").run()

@@ -16,6 +16,8 @@ from tests.standin import StandinServer
 
 pytestmark = pytest.mark.timeout(120)
 CHAT = "pages/chat.py"
+# The chat page draws its panels' widgets only while they are open.
+PANELS = {"chat.params_open": True, "chat.save_open": True, "chat.menu_open": True}
 OpenPage = Callable[..., AppTest]
 
 
@@ -28,7 +30,7 @@ def alerts(at: AppTest) -> str:
 
 
 def test_an_admin_saves_the_setup_as_a_model_listed_everywhere(open_page: OpenPage, app_env: StandinServer) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.text_area(key="chat.system").set_value("Tu écris des fiches produit en français.").run()
     at.segmented_control(key="chat.preset").set_value("classification").run()
     at.text_input(key="chat.save.name").set_value("Team/Fiches-FR:v1").run()
@@ -51,7 +53,7 @@ def test_an_admin_saves_the_setup_as_a_model_listed_everywhere(open_page: OpenPa
 
 
 def test_an_existing_name_asks_before_replacing(open_page: OpenPage, app_env: StandinServer) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.text_input(key="chat.save.name").set_value("PHI3:mini").run()
     assert "phi3:mini** already exists on local. Saving replaces it" in alerts(at).replace("\\", "")
     assert not [b for b in at.button if b.key == "chat.save.go"]
@@ -65,6 +67,7 @@ def test_an_existing_name_asks_before_replacing(open_page: OpenPage, app_env: St
 def test_an_operator_cannot_save_a_model(app_env: StandinServer) -> None:
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=30)
     at.session_state[IDENTITY_KEY] = Identity("olga", "operator")
+    at.session_state["chat.save_open"] = True
     at.session_state["chat.save.name"] = "team/mine"  # as if typed before the role changed
     at.run()
     at.switch_page(CHAT).run()
