@@ -2,8 +2,9 @@
 
 Which conversation a browser shows lives in ``st.session_state`` and in the address (``?c=<id>``), so a
 reload or a shared link of the same person reopens it; the conversations themselves live in the store
-(``services.chat.history``), read for the signed-in person only. The list shows a bounded page of the
-most recent ones (search reaches the rest), so a long history costs the page nothing.
+(``services.chat.history``), read for the signed-in person only. The list is one widget showing a short page
+of the most recent ones (search and "Show more" reach the rest): each entry costs the browser a Markdown
+render on every rerun, so a long history must not mean a long list.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import streamlit as st
 
 from components import runtime, session
 from services import format as fmt
-from services.chat.history import ChatStore
+from services.chat.history import ChatStore, ConversationSummary
 from services.chat.tree import MAX_TITLE_CHARS, StoredConversation
 from services.errors import DashboardError, user_message
 from services.safe_text import plain_label
@@ -25,12 +26,13 @@ CONVERSATION_KEY = "chat.conversation_id"
 NOTICE_KEY = "chat.notice"
 SEARCH_KEY = "chat.search"
 LIMIT_KEY = "chat.list_limit"
+LIST_KEY = "chat.list"
 CONFIRM_DELETE_KEY = "chat.confirm_delete"
 QUERY_PARAM = "c"
-PAGE_SIZE = 25
+PAGE_SIZE = 10  # about what the sidebar shows without scrolling; search and "Show more" reach the rest
 GONE_REASONS = {
     "deleted": "was deleted",
-    "expired": "was removed by the retention policy (no activity for {days:g} days)",
+    "expired": "was removed by the retention policy (no activity for {days})",
     "cap": "was removed because the per-person limit of {cap:,} conversations was reached",
 }
 
@@ -52,7 +54,8 @@ def _gone_text(store: ChatStore, owner: str, cid: str) -> str:
         return ("No conversation at this link is available to you: it never existed, or it belongs to someone else. "
                 "A new conversation is open.")
     when = datetime.fromtimestamp(tomb.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-    reason = GONE_REASONS.get(tomb.reason, "was removed").format(days=store.retention_days, cap=store.max_per_owner)
+    days = f"{store.retention_days:g} day" + ("" if store.retention_days == 1 else "s")
+    reason = GONE_REASONS.get(tomb.reason, "was removed").format(days=days, cap=store.max_per_owner)
     return f"The conversation at this link {reason} on {when}. A new conversation is open."
 
 
@@ -115,15 +118,14 @@ def render_sidebar(store: ChatStore, owner: str, current: str | None, on_open: C
             st.caption(f"The list is unavailable: {user_message(exc)}")
             return
         now = time.time()
-        group = ""
-        for row in rows[:limit]:
-            heading = _age_group(now - row.updated_at)
-            if heading != group:
-                st.caption(heading)
-                group = heading
-            # No tooltip: every rerun (each sent message) redraws this list, so each entry stays one plain button.
-            st.button(plain_label(row.title, 38), key=f"chat.open.{row.id}", on_click=on_open, args=(row.id,),
-                      type="secondary" if row.id == current else "tertiary")
+        shown = rows[:limit]
+        labels = {row.id: _entry(row, now) for row in shown}
+        if current is not None and current not in labels:
+            current = None  # the open conversation is not on this page of the list (a search, an old one)
+        st.session_state[LIST_KEY] = current  # the widget follows the open conversation, however it was opened
+        # One widget for the whole list: a sent message reruns the page, and this stays one element, not one per row.
+        st.radio("Your conversations", list(labels), key=LIST_KEY, format_func=labels.__getitem__,
+                 label_visibility="collapsed", on_change=lambda: on_open(st.session_state[LIST_KEY]))
         if len(rows) > limit:
             st.button("Show more", icon=":material/expand_more:", key="chat.more", type="tertiary",
                       on_click=lambda: st.session_state.__setitem__(LIMIT_KEY, limit + PAGE_SIZE))
@@ -134,16 +136,10 @@ def render_sidebar(store: ChatStore, owner: str, current: str | None, on_open: C
             st.caption("Type three characters or more to search inside messages too.")
 
 
-def _age_group(age_s: float) -> str:
-    """
-    >>> _age_group(60), _age_group(30 * 3600), _age_group(5 * 86_400), _age_group(40 * 86_400)
-    ('Today', 'Yesterday', 'Previous 7 days', 'Earlier')
-    """
-    if age_s < 86_400:
-        return "Today"
-    if age_s < 2 * 86_400:
-        return "Yesterday"
-    return "Previous 7 days" if age_s < 7 * 86_400 else "Earlier"
+def _entry(row: ConversationSummary, now: float) -> str:
+    """A list entry: the title, and under it the model and the last activity in small grey type."""
+    return (f"{plain_label(row.title, 40)}  \n:small[:gray[{plain_label(row.model or 'no reply yet', 30)} · "
+            f"{fmt.ago(now - row.updated_at)}]]")
 
 
 def render_menu(store: ChatStore, owner: str, stored: StoredConversation | None, exports: dict[str, Callable[[], str]],

@@ -3,23 +3,17 @@ pictures go to vision models, and a setup that works can be saved as a model."""
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
 from components import chat as chat_view
+from components import chat_area, save_model, session
 from components import chat_history as history_view
-from components import save_model, session
 from components.router import enter_page
-from services.chat.conversation import MAX_PROMPT_CHARS, ChatTurn, validate_prompt
-from services.chat.starters import STARTERS, Starter
-from services.chat.tree import StoredConversation, title_from_prompt
+from services.chat.tree import StoredConversation
 from services.errors import DashboardError, InvalidInput, user_message
-from services.images import FILE_TYPES, MAX_UPLOAD_MB, clean_images, require_vision
 from services.ollama.options import CUSTOM, PRESETS, GenerationOptions, parse_stop_sequences, preset_for
-from services.ollama.stream import stream_updates
 from services.safe_text import plain_label
 
 identity = enter_page("chat")
@@ -27,29 +21,20 @@ owner = identity.subject
 store = chat_view.chat_store()
 
 PRESET_KEY = "chat.preset"
-PENDING_KEY = "chat.pending"
-EDITING_KEY = "chat.editing"
 OPTION_KEYS = ("temperature", "top_p", "top_k", "num_predict", "num_ctx", "repeat_penalty", "seed")
 DEFAULTS = {"chat.temperature": 0.7, "chat.top_p": 0.9, "chat.top_k": 40, PRESET_KEY: "enrichment",
             "chat.num_predict": None, "chat.num_ctx": None, "chat.repeat_penalty": None, "chat.seed": None,
             "chat.stop": "", "chat.system": ""}
 
 
-@dataclass
-class Pending:
-    """A send asked for by a callback (chat input, starter, edit, regenerate), carried out by this run."""
-
-    kind: str  # "new", "edit" or "regenerate"
-    text: str = ""
-    files: list[tuple[str, bytes]] = field(default_factory=list)
-    parent_id: str | None = None  # the prompt's parent (new, edit) or the prompt a regenerated reply answers
-    keep_pictures: list[str] = field(default_factory=list)
-    start_new: bool = False
-
-
 def _apply_preset() -> None:
     for option, value in PRESETS.get(st.session_state.get(PRESET_KEY) or "", {}).items():
         st.session_state[f"chat.{option}"] = value
+
+
+def _use_preset(name: str) -> None:
+    st.session_state[PRESET_KEY] = name
+    _apply_preset()
 
 
 def _mark_preset() -> None:
@@ -59,7 +44,7 @@ def _mark_preset() -> None:
 
 def _apply_conversation(stored: StoredConversation) -> None:
     """Opening a conversation brings back its model, system prompt and the options of its last reply."""
-    st.session_state.pop(EDITING_KEY, None)
+    st.session_state.pop(chat_area.EDITING_KEY, None)
     st.session_state["chat.system"] = stored.system_prompt
     if stored.model:
         st.session_state["chat.model"] = stored.model
@@ -81,56 +66,7 @@ def _open(cid: str) -> None:
 
 def _new() -> None:
     history_view.show(None)
-    st.session_state.pop(EDITING_KEY, None)
-
-
-def _queue_prompt() -> None:
-    value = st.session_state.get("chat.input")
-    if value is None:
-        return
-    text = value if isinstance(value, str) else (value.text or "")
-    files = [] if isinstance(value, str) else [(f.name, f.getvalue()) for f in value.files or []]
-    st.session_state[PENDING_KEY] = Pending("new", text=text, files=files)
-
-
-def _queue_starter(starter: Starter) -> None:
-    st.session_state[PRESET_KEY] = starter.preset
-    _apply_preset()
-    st.session_state[PENDING_KEY] = Pending("new", text=starter.prompt)
-
-
-def _edit(message_id: str) -> None:
-    st.session_state[EDITING_KEY] = message_id
-
-
-def _regenerate(message_id: str) -> None:
-    stored = store.get(owner, st.session_state.get(history_view.CONVERSATION_KEY) or "")
-    turn = stored.messages.get(message_id) if stored else None
-    if turn is not None and turn.parent_id:
-        st.session_state[PENDING_KEY] = Pending("regenerate", parent_id=turn.parent_id)
-
-
-def _choose(message_id: str) -> None:
-    try:
-        store.choose(owner, st.session_state.get(history_view.CONVERSATION_KEY) or "", message_id)
-    except DashboardError as exc:
-        history_view.notice("error", user_message(exc))
-
-
-def _send_edit(turn: ChatTurn) -> None:
-    st.session_state.pop(EDITING_KEY, None)
-    st.session_state[PENDING_KEY] = Pending("edit", text=st.session_state.get(f"chat.edit_text.{turn.id}", ""),
-                                            parent_id=turn.parent_id, keep_pictures=list(turn.images),
-                                            start_new=turn.parent_id is None)
-
-
-def _editor(turn: ChatTurn) -> None:
-    st.text_area("Edit the prompt", value=turn.content, key=f"chat.edit_text.{turn.id}", max_chars=MAX_PROMPT_CHARS,
-                 label_visibility="collapsed")
-    bar = st.container(horizontal=True, gap="small")
-    bar.button("Send", key=f"chat.edit_send.{turn.id}", type="primary", icon=":material/send:", on_click=_send_edit,
-               args=(turn,), help="Sends the edited prompt; the original and its replies stay as a branch.")
-    bar.button("Cancel", key=f"chat.edit_cancel.{turn.id}", on_click=lambda: st.session_state.pop(EDITING_KEY, None))
+    st.session_state.pop(chat_area.EDITING_KEY, None)
 
 
 def _options() -> GenerationOptions:
@@ -142,11 +78,6 @@ def _options() -> GenerationOptions:
     ).validate()
 
 
-def _encoded(cid: str, turns: list[ChatTurn]) -> dict[str, str]:
-    ids = [i for t in turns for i in t.images]
-    return {k: base64.b64encode(v).decode("ascii") for k, v in store.pictures(owner, cid, ids).items()}
-
-
 # ---- which conversation, the sidebar list ---------------------------------------------------------------
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
@@ -154,7 +85,10 @@ stored = history_view.resolve(store, owner, _apply_conversation)
 history_view.render_sidebar(store, owner, stored.id if stored else None, _open, _new)
 backend = session.current_backend()
 
-st.title(plain_label(stored.title, 120) if stored else "Chat playground", anchor=False)
+if stored is None:
+    st.title("Chat playground", anchor=False)
+else:  # a conversation's own title: a header, so a long one does not push the conversation down
+    st.subheader(plain_label(stored.title, 120), anchor=False)
 models_error = ""
 try:
     installed = session.installed_models(backend)
@@ -190,7 +124,7 @@ def _exports(kind: str) -> Any:
             return ""
         path = fresh.conversation()
         info = store.picture_info(owner, fresh.id)
-        data = _encoded(fresh.id, path.turns)
+        data = chat_area.encoded_pictures(store, owner, fresh.id, path.turns)
         pictures = {k: {"name": v.name, "mime": v.mime, "width": v.width, "height": v.height,
                         **({"data_base64": data[k]} if kind == "json" and k in data else {})}
                     for k, v in info.items()}
@@ -203,10 +137,9 @@ def _exports(kind: str) -> Any:
 if menu.open:
     with menu:
         history_view.render_menu(store, owner, stored, {"markdown": _exports("markdown"), "json": _exports("json")},
-                                 on_deleted=lambda: st.session_state.pop(EDITING_KEY, None))
+                                 on_deleted=lambda: st.session_state.pop(chat_area.EDITING_KEY, None))
 
 capabilities = chat_view.model_capabilities(backend, model, installed)
-sees = "vision" in capabilities
 
 
 def _save_system() -> None:
@@ -261,110 +194,8 @@ if saving.open:
             save_model.render(backend, model if model in digests else None, st.session_state.get("chat.system", ""),
                               current_options, list(digests), "chat.model")
 
-history_view.render_notices()
 
-# ---- the conversation ---------------------------------------------------------------------------------
-pending: Pending | None = st.session_state.pop(PENDING_KEY, None)
-base_leaf = stored.leaf_id if stored else None
-if (pending is not None and pending.kind == "edit") or (pending is not None and pending.kind == "regenerate"):
-    base_leaf = pending.parent_id
-path = stored.path(base_leaf) if stored else []
-if pending is not None and pending.kind == "edit" and pending.start_new:
-    path = []
-if stored is not None and any(t.status == "streaming" for t in path):
-    store.settle([t.id for t in path if t.status == "streaming"], timeout_s=1.5)  # a Stop click is being saved
-    stored = store.get(owner, stored.id)
-    path = stored.path(base_leaf) if stored else []
-thumbnails = store.pictures(owner, stored.id, [i for t in path for i in t.images], thumbnails=True) if stored else {}
-busy = any(t.status == "streaming" for t in path)
-actions = chat_view.TurnActions(edit=_edit, regenerate=_regenerate, choose=_choose, enabled=not busy)
-editing = st.session_state.get(EDITING_KEY)
-for turn in path:
-    chat_view.render_turn(turn, thumbnails=thumbnails, siblings=stored.siblings(turn.id) if stored else (),
-                          actions=actions, editor=_editor if turn.id == editing else None)
-
-can_send = bool(model) and not models_error
-if not path and pending is None:
-    chat_view.render_starters(STARTERS, _queue_starter, enabled=can_send, model=model or "", sees=sees)
-if models_error and not reachable:
-    st.info("Nothing can be sent until the backend is reachable again (see above).", icon=":material/info:")
-elif models_error:
-    st.info("The model list is unavailable, so nothing can be sent right now. " + models_error, icon=":material/info:")
-elif not names:
-    st.info("No models are installed on this backend. Pull one on the Models page, e.g. `llama3.2:1b`.",
-            icon=":material/info:")
-if not reachable:
-    placeholder = "The backend is not reachable"
-elif models_error:
-    placeholder = "The model list is unavailable"
-elif not names:
-    placeholder = "No models are installed on this backend"
-elif not model:
-    placeholder = "Choose a model above"
-elif sees:
-    placeholder = f"Message {model}, or attach a picture with the clip"
-else:
-    placeholder = f"Message {model} (text only: it has no vision capability)"
-st.chat_input(placeholder, key="chat.input", disabled=not can_send, submit_mode="disable", on_submit=_queue_prompt,
-              max_chars=MAX_PROMPT_CHARS, accept_file="multiple" if sees else False,
-              file_type=list(FILE_TYPES) if sees else None, max_upload_size=MAX_UPLOAD_MB if sees else None)
-
-
-# ---- sending --------------------------------------------------------------------------------------------
-def send(pending: Pending, model: str) -> None:
-    """Check everything first, then save the prompt, stream the reply into the page and save it."""
-    try:
-        options = _options()
-        session.require_role("operator", "chat with a model")  # checked again at the action itself
-        pictures = clean_images(pending.files) if pending.files else []
-        text = pending.text
-        picture_only = bool(pictures or pending.keep_pictures) and not text.strip()
-        if pending.kind != "regenerate" and not picture_only:
-            text = validate_prompt(text)
-        require_vision(model, capabilities, len(pictures) + len(pending.keep_pictures) +
-                       sum(len(t.images) for t in path))
-    except DashboardError as exc:
-        st.error(user_message(exc), icon=":material/edit_off:")
-        return
-    ollama_options = options.to_ollama()
-    system = st.session_state.get("chat.system", "")
-    try:
-        cid = stored.id if stored else store.create(owner, title=title_from_prompt(text, [p.name for p in pictures]),
-                                                    model=model, system_prompt=system)
-        prompt_id = pending.parent_id
-        if pending.kind != "regenerate":
-            parent = None if pending.start_new else (pending.parent_id if pending.kind == "edit" else
-                                                     (path[-1].id if path else None))
-            user = store.add_user(owner, cid, parent_id=parent, text=text, pictures=pictures,
-                                  keep_pictures=pending.keep_pictures, system_prompt=system)
-            prompt_id = user.id
-            shown = store.pictures(owner, cid, user.images, thumbnails=True)
-            chat_view.render_turn(user, thumbnails=shown)
-        reply = store.start_reply(owner, cid, parent_id=str(prompt_id), model=model, digest=digests.get(model, ""),
-                                  backend=backend.name, options=ollama_options)
-    except DashboardError as exc:
-        st.error(user_message(exc), icon=":material/error:")
-        return
-    history_view.show(cid)
-    request = store.get(owner, cid).conversation(str(prompt_id))
-    request.system_prompt = system
-    try:
-        stream = session.get_client(backend).chat(model, request.messages_for_request(_encoded(cid, request.turns)),
-                                                   options=ollama_options)
-    except DashboardError as exc:
-        reply.status, reply.error = "error", user_message(exc)
-        store.finish_reply(owner, cid, reply)
-    else:
-        settings = session.get_settings()
-        updates = stream_updates(stream, model=model, interval_s=settings.stream_interval_s,
-                                 interval_per_char_s=settings.stream_interval_per_char_s)
-        chat_view.stream_into(reply, updates, on_end=lambda turn: store.finish_reply(owner, cid, turn))
-    st.rerun()  # redraw the title, the list and the menu with the finished turn
-
-
-if pending is not None:
-    if not model:
-        st.error("Choose a model above first." if names else "There is no model to send this to.",
-                 icon=":material/edit_off:")
-    else:
-        send(pending, model)
+# ---- the conversation: a fragment, so sending reruns it alone ----------------------------------------------
+chat_area.conversation(chat_area.ChatSetup(
+    store=store, owner=owner, model=model, digests=digests, capabilities=capabilities, names=tuple(names),
+    models_error=models_error, reachable=reachable, options=_options, apply_preset=_use_preset))

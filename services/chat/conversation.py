@@ -8,7 +8,6 @@ exactly how each reply was made. A ``Conversation`` is one path through a stored
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -56,7 +55,7 @@ class ChatTurn:
 
 @dataclass
 class Conversation:
-    """What one browser session has said to the models; lives in ``st.session_state`` only."""
+    """One path of a conversation: the system prompt and the turns from the first message to a leaf."""
 
     system_prompt: str = ""
     turns: list[ChatTurn] = field(default_factory=list)
@@ -92,22 +91,6 @@ class Conversation:
     @property
     def picture_count(self) -> int:
         return sum(len(t.images) for t in self.turns)
-
-    def clear(self) -> None:
-        self.turns.clear()
-
-    def settle(self, timeout_s: float = 1.5, poll_s: float = 0.01) -> None:
-        """Wait for a reply still marked streaming to finish, then call what is left stopped.
-
-        Streamlit's fast reruns start the new run on a fresh thread while the interrupted one is still
-        unwinding; the old run marks its turn within one UI update (about 50 ms) of the stop request.
-        """
-        deadline = time.monotonic() + timeout_s
-        while any(t.status == "streaming" for t in self.turns) and time.monotonic() < deadline:
-            time.sleep(poll_s)
-        for turn in self.turns:
-            if turn.status == "streaming":
-                turn.status = "stopped"
 
     def to_json(self, *, exported_by: str = "ollama-operator-dashboard", title: str = "",
                 pictures: Mapping[str, Mapping[str, Any]] | None = None) -> str:

@@ -71,6 +71,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS chat_pictures_conversation ON chat_pictures (conversation_id)",
     """CREATE TABLE IF NOT EXISTS chat_tombstones (
         id TEXT PRIMARY KEY, owner TEXT NOT NULL, at REAL NOT NULL, reason TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS chat_tombstones_at ON chat_tombstones (at)",
 )
 _SEARCH_SCHEMA = (
     """CREATE VIRTUAL TABLE IF NOT EXISTS chat_search USING fts5(
@@ -121,20 +122,27 @@ class ChatStore:
     def _cutoff(self) -> float:
         return self._clock() - self.retention_days * DAY_S
 
-    def purge(self) -> int:
-        """Delete what retention or the per-person cap no longer allows; returns how many went."""
+    def purge(self, owner: str | None = None) -> int:
+        """Delete what retention or the per-person cap no longer allows; returns how many went.
+
+        With ``owner`` (a new conversation of theirs), only that person's cap is checked: every query here
+        runs on an index, so it costs the same with a thousand conversations as with none.
+        """
         now = self._clock()
-        self._next_purge = now + PURGE_EVERY_S
         with self._db.transaction() as conn:
             expired = [(r["id"], r["owner"], "expired") for r in conn.execute(
                 "SELECT id, owner FROM chat_conversations WHERE updated_at < ?", (self._cutoff(),))]
-            over = [(r["id"], r["owner"], "cap") for r in conn.execute(
-                "SELECT id, owner FROM (SELECT id, owner, ROW_NUMBER() OVER (PARTITION BY owner ORDER BY updated_at "
-                "DESC) AS rank FROM chat_conversations) WHERE rank > ?", (self.max_per_owner,))]
-            gone = {cid: (owner, reason) for cid, owner, reason in expired + over}
-            for cid, (owner, reason) in gone.items():
-                self._remove(conn, cid, owner, reason, now)
-            conn.execute("DELETE FROM chat_tombstones WHERE at < ?", (now - TOMBSTONE_DAYS * DAY_S,))
+            owners = [owner] if owner is not None else [r[0] for r in conn.execute(
+                "SELECT owner FROM chat_conversations GROUP BY owner HAVING COUNT(*) > ?", (self.max_per_owner,))]
+            over = [(r["id"], person, "cap") for person in owners for r in conn.execute(
+                "SELECT id FROM chat_conversations WHERE owner = ? ORDER BY updated_at DESC LIMIT -1 OFFSET ?",
+                (person, self.max_per_owner))]
+            gone = {cid: (person, reason) for cid, person, reason in expired + over}
+            for cid, (person, reason) in gone.items():
+                self._remove(conn, cid, person, reason, now)
+            if owner is None:
+                self._next_purge = now + PURGE_EVERY_S
+                conn.execute("DELETE FROM chat_tombstones WHERE at < ?", (now - TOMBSTONE_DAYS * DAY_S,))
         if gone:
             log.info("chat history: removed %d conversation(s) (retention %g days, cap %d per person)",
                      len(gone), self.retention_days, self.max_per_owner)
@@ -241,7 +249,7 @@ class ChatStore:
                 "INSERT INTO chat_conversations (id, owner, title, title_folded, model, system_prompt, created_at, "
                 "updated_at) VALUES (?,?,?,?,?,?,?,?)",
                 (cid, owner, title, title.casefold(), model, system_prompt, now, now))
-        self.purge()
+        self.purge(owner)
         return cid
 
     def _writable(self, conn: sqlite3.Connection, owner: str, cid: str, *, messages: int = 1,

@@ -175,11 +175,12 @@ def test_backend_down_shows_what_to_do_and_no_traceback(
 
 def test_a_new_conversation_keeps_the_previous_one(open_page: Callable[..., AppTest]) -> None:
     at = send(open_page(CHAT, session_state=PANELS), "hello")
-    first = at.session_state["chat.conversation_id"]
+    assert at.session_state["chat.conversation_id"]
     assert [b.label for b in at.download_button] == ["Export Markdown", "Export JSON"]
     at = at.sidebar.button(key="chat.new").click().run()
     assert at.session_state["chat.conversation_id"] is None and not at.chat_message
-    assert [b.key for b in at.sidebar.button if b.key == f"chat.open.{first}"]
+    assert at.sidebar.radio(key="chat.list").value is None and len(at.sidebar.radio(key="chat.list").options) == 1
+    assert at.sidebar.radio(key="chat.list").options[0].startswith("hello")
 
 
 def test_a_viewer_cannot_chat_even_by_calling_the_page(app_env: StandinServer) -> None:

@@ -41,6 +41,12 @@ def shown(at: AppTest) -> list[str]:
     return [" ".join(m.value for m in message.markdown) for message in at.chat_message]
 
 
+def listed(at: AppTest) -> list[str]:
+    """The titles in the sidebar's conversation list, in order."""
+    lists = [r for r in at.sidebar.radio if r.key == "chat.list"]
+    return [option.split("  \n")[0].replace("\\", "") for option in lists[0].options] if lists else []
+
+
 def alerts(at: AppTest) -> str:
     return "\n".join(e.value for kind in ("error", "warning", "info", "success") for e in getattr(at, kind))
 
@@ -69,10 +75,11 @@ def test_a_reload_reopens_the_open_conversation_with_its_settings(open_page: Ope
     again = reopen({"c": cid})
     assert not again.exception
     assert shown(again)[0] == "Décris une robe de soirée rouge" and shown(again)[1].endswith("END.")
-    assert again.title[0].value.replace("\\", "") == "Décris une robe de soirée rouge"
+    assert again.subheader[0].value.replace("\\", "") == "Décris une robe de soirée rouge"
     assert again.text_area(key="chat.system").value == "Réponds en français."
     assert again.slider(key="chat.temperature").value == 0.3
-    assert [b.key for b in again.sidebar.button if b.key == f"chat.open.{cid}"]
+    assert listed(again) == ["Décris une robe de soirée rouge"]
+    assert again.sidebar.radio(key="chat.list").value == cid
 
 
 def test_a_deleted_conversation_opened_from_an_old_link_says_so(open_page: OpenPage) -> None:
@@ -100,9 +107,9 @@ def test_only_the_owner_sees_a_conversation_admins_included(app_env: StandinServ
         assert not at.exception
         assert not at.chat_message and "ana's private prompt" not in shown(at)
         assert "never existed, or it belongs to someone else" in alerts(at)
-        assert not [b for b in at.sidebar.button if b.key == f"chat.open.{cid}"]
+        assert "ana's private prompt" not in listed(at)
         at.sidebar.text_input(key="chat.search").set_value("private").run()
-        assert not [b for b in at.sidebar.button if (b.key or "").startswith("chat.open.")]
+        assert listed(at) == []
 
 
 def test_search_rename_and_a_10_kb_title(open_page: OpenPage) -> None:
@@ -111,17 +118,17 @@ def test_search_rename_and_a_10_kb_title(open_page: OpenPage) -> None:
     at = at.sidebar.button(key="chat.new").click().run()
     at = send(at, "Casserole en inox")
     second = at.session_state["chat.conversation_id"]
-    opened = {b.key for b in at.sidebar.button if (b.key or "").startswith("chat.open.")}
-    assert opened == {f"chat.open.{first}", f"chat.open.{second}"}
+    assert listed(at) == ["Casserole en inox", "Lampe de chevet en laiton"]
     at.sidebar.text_input(key="chat.search").set_value("laiton").run()
-    assert [b.key for b in at.sidebar.button if (b.key or "").startswith("chat.open.")] == [f"chat.open.{first}"]
+    assert listed(at) == ["Lampe de chevet en laiton"]
     at.text_input(key=f"chat.title.{second}").set_value("t" * 10_240).run()  # the field keeps 120 characters
     at = at.button(key=f"chat.rename.{second}").click().run()
     assert stored(at).title == "t" * 120 and not at.exception  # the store refuses longer ones (unit test)
     at.text_input(key=f"chat.title.{second}").set_value("Casserole 20 cm").run()
     at = at.button(key=f"chat.rename.{second}").click().run()
     assert stored(at).title == "Casserole 20 cm"
-    at = at.sidebar.button(key=f"chat.open.{first}").click().run()
+    at.sidebar.text_input(key="chat.search").set_value("").run()
+    at = at.sidebar.radio(key="chat.list").set_value(first).run()
     assert shown(at)[0] == "Lampe de chevet en laiton"
 
 
@@ -246,3 +253,15 @@ def test_pictures_are_not_sent_to_a_model_without_vision(open_page: OpenPage, ap
     assert "llama3.2:1b cannot read pictures (it has no vision capability)" in alerts(at)
     assert len(app_env.state.requests_to("/api/chat")) == before
     assert len(stored(at).messages) == 2
+
+
+def test_retention_applies_to_the_list_and_to_old_links(open_page: OpenPage, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASHBOARD_CHAT_RETENTION_DAYS", "1")
+    at = send(open_page(CHAT, session_state=PANELS), "soon too old")
+    old = at.session_state["chat.conversation_id"]
+    database = Database.in_dir(Path(os.environ["DASHBOARD_DATA_DIR"]))
+    database.execute("UPDATE chat_conversations SET updated_at = updated_at - 2 * 86400 WHERE id = ?", (old,))
+    runtime.chat_store().purge()  # what the hourly pass does
+    again = reopen({"c": old})
+    assert "was removed by the retention policy (no activity for 1 day)" in alerts(again)
+    assert "soon too old" not in listed(again)

@@ -216,3 +216,18 @@ def test_pictures_are_stored_with_the_conversation_and_only_for_its_owner(store:
     encoded = {key: base64.b64encode(data).decode() for key, data in store.pictures("ana", cid, edit.images).items()}
     request = store.get("ana", cid).conversation(edit.id).messages_for_request(encoded)
     assert request == [{"role": "user", "content": "describe briefly", "images": [picture.base64()]}]
+
+
+def test_retention_and_cap_settings_are_read_and_checked() -> None:
+    from services.config import load_settings
+
+    env = {"OLLAMA_HOST": "127.0.0.1:11434"}
+    defaults = load_settings(env)
+    assert (defaults.chat_retention_days, defaults.chat_max_conversations) == (90.0, 2_000)
+    tuned = load_settings({**env, "DASHBOARD_CHAT_RETENTION_DAYS": "7.5", "DASHBOARD_CHAT_MAX_CONVERSATIONS": "50"})
+    assert (tuned.chat_retention_days, tuned.chat_max_conversations) == (7.5, 50)
+    for key, value, message in (("DASHBOARD_CHAT_RETENTION_DAYS", "forever", "number of days"),
+                                ("DASHBOARD_CHAT_RETENTION_DAYS", "0", "positive number of days"),
+                                ("DASHBOARD_CHAT_MAX_CONVERSATIONS", "-3", "whole number of at least 1")):
+        with pytest.raises(InvalidInput, match=message):
+            load_settings({**env, key: value})

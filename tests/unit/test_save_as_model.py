@@ -86,3 +86,12 @@ def test_progress_is_bounded_and_reports_bytes_when_there_are() -> None:
         progress.update({"status": f"writing layer {index}"})
     progress.update({"status": "quantizing F16 model to Q4_K_M", "total": 200, "completed": 50})
     assert len(progress.history) == 12 and progress.lines == 1_001 and progress.fraction == 0.25
+
+
+def test_a_gateway_backend_cannot_create_models(standin: StandinServer) -> None:
+    from services.config import Backend
+
+    gateway = OllamaClient(Backend(name="gw", kind="gateway", url=standin.url, gateway_secret="s" * 32))
+    with pytest.raises(InvalidInput, match="not available through the gateway backend gw"):
+        list(gateway.create("team/x", from_model="llama3.2:1b"))
+    assert standin.state.requests_to("/api/create") == []
