@@ -194,15 +194,15 @@ def _waiting_text(update: StreamUpdate) -> str:
 def stream_into(turn: ChatTurn, updates: Iterator[StreamUpdate], on_end: Callable[[ChatTurn], None]) -> None:
     """Show a reply as it streams, keeping ``turn`` current; ``on_end`` saves it however the stream ends.
 
-    ``on_end`` runs in a ``finally``: a Stop click or a rerun interrupts this run with an exception raised at
-    the next Streamlit call, and the reply is still saved with the text that arrived and status ``stopped``.
+    The message box's Stop button (``submit_mode="stop"``) stops this run: Streamlit raises at the next
+    Streamlit call, closing the stream aborts the HTTP request, and ``on_end`` (in a ``finally``) saves the
+    text that arrived as ``stopped``; the next run draws it with its note. A rerun asked for meanwhile (a click
+    outside the conversation) interrupts the same way.
     """
     with st.chat_message("assistant"):
         thinking_box = st.empty()
         text_box = st.empty()
-        footer = st.empty()
-        footer.button("Stop", icon=":material/stop:", key=f"chat.stop.{turn.id}",
-                      help="Stops the reply and closes the connection to the model.")
+        footer = st.empty()  # the note's slot (as in the history): how the reply ended
         try:
             with closing(updates):
                 for update in updates:
@@ -229,7 +229,6 @@ def stream_into(turn: ChatTurn, updates: Iterator[StreamUpdate], on_end: Callabl
             if turn.status == "streaming":
                 turn.status = "stopped"
             on_end(turn)
-        footer.empty()
         if turn.status == "error" and turn.content:
             text_box.markdown(sanitize_markdown(turn.content))
         elif turn.status == "error":

@@ -175,7 +175,9 @@ def conversation(setup: ChatSetup) -> None:
     elif not setup.names:
         st.info("No models are installed on this backend. Pull one on the Models page, e.g. `llama3.2:1b`.",
                 icon=":material/info:")
-    st.bottom.chat_input(_placeholder(setup), key=INPUT_KEY, disabled=not can_send, submit_mode="disable",
+    # "stop": while a reply streams, the send button is a Stop button that stops this run (a widget of a
+    # fragment would only queue a rerun behind it).
+    st.bottom.chat_input(_placeholder(setup), key=INPUT_KEY, disabled=not can_send, submit_mode="stop",
                          on_submit=_queue_prompt, max_chars=MAX_PROMPT_CHARS, accept_file="multiple" if sees else False,
                          file_type=list(FILE_TYPES) if sees else None,
                          max_upload_size=MAX_UPLOAD_MB if sees else None)

@@ -124,8 +124,9 @@ def render_sidebar(store: ChatStore, owner: str, current: str | None, on_open: C
             current = None  # the open conversation is not on this page of the list (a search, an old one)
         st.session_state[LIST_KEY] = current  # the widget follows the open conversation, however it was opened
         # One widget for the whole list: a sent message reruns the page, and this stays one element, not one per row.
-        st.radio("Your conversations", list(labels), key=LIST_KEY, format_func=labels.__getitem__,
-                 label_visibility="collapsed", on_change=lambda: on_open(st.session_state[LIST_KEY]))
+        if labels:
+            st.radio("Your conversations", list(labels), key=LIST_KEY, format_func=labels.__getitem__,
+                     label_visibility="collapsed", on_change=lambda: on_open(st.session_state[LIST_KEY]))
         if len(rows) > limit:
             st.button("Show more", icon=":material/expand_more:", key="chat.more", type="tertiary",
                       on_click=lambda: st.session_state.__setitem__(LIMIT_KEY, limit + PAGE_SIZE))
