@@ -5,7 +5,8 @@ Streaming: the stand-in emits 3,000 tokens at 1,000 tokens/s. For each page-upda
 and the alternative), the median of ``RUNS`` runs of: Enter -> first token visible, and Enter -> last token
 visible in headless Chromium, against the raw client's first token and whole stream read on the same
 stand-in. Targets: whole reply <= 1.05x the raw client, first token within 150 ms of the raw client's.
-The variants' servers run side by side and their runs alternate, so machine noise hits both alike.
+A bare Streamlit chat app on the same stand-in is measured alongside, as the framework's own floor on this
+machine at this moment. The servers run side by side and their runs alternate, so noise hits all alike.
 
 History: one dashboard with an empty data directory, one with ``CONVERSATIONS`` kept conversations of
 ``MESSAGES`` messages each (one person's); their runs alternate. Opening the chat page (navigation start ->
@@ -23,6 +24,8 @@ import json
 import os
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -31,7 +34,14 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-from tests.e2e.conftest import CHROMIUM_ARGS, DashboardServer, start_dashboard, stop_dashboard, wait_for_app
+from tests.e2e.conftest import (
+    CHROMIUM_ARGS,
+    DashboardServer,
+    free_port,
+    start_dashboard,
+    stop_dashboard,
+    wait_for_app,
+)
 from tests.standin import StandinServer
 
 TOKENS = 3000
@@ -43,6 +53,7 @@ CONVERSATIONS = 1000
 MESSAGES = 50
 SHORT_REPLY = 30
 VARIANTS = (("growing: 50 ms, +10 us per character on screen", 50.0, 10.0), ("fixed 50 ms", 50.0, 0.0))
+BARE = "reference: a bare Streamlit chat app (st.chat_input + one st.empty updated per line), same stand-in"
 
 # Enter -> first and last marker visible. Only the element a mutation touched is read.
 SEND_JS = """
@@ -97,11 +108,11 @@ def raw_client(url: str) -> tuple[float, float]:
 
 
 def open_chat(browser: BrowserContext, url: str) -> tuple[Page, float]:
-    """A new tab on /chat (a new session; static files cached, as in a real browser); seconds from navigation
-    start to the page's first finished run."""
+    """A new tab on the chat page at ``url`` (a new session; static files cached, as in a real browser); seconds
+    from navigation start to the page's first finished run."""
     page = browser.new_page()
     page.add_init_script(OPEN_JS)
-    page.goto(f"{url}/chat")
+    page.goto(url)
     page.wait_for_function("() => window.__open.ready !== null", timeout=60_000, polling=100)
     opened = page.evaluate("() => window.__open.ready") / 1000
     wait_for_app(page, 60_000)
@@ -150,30 +161,73 @@ def seed_history(data_dir: Path, owner: str = "local") -> None:
                              "options, stats, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
 
+# The framework's own floor, measured in the same run: a bare Streamlit chat app that streams the same
+# stand-in reply into one st.empty per token line. What the dashboard adds is its figure minus this one.
+BARE_APP = """
+import json, os, httpx, streamlit as st
+prompt = st.chat_input("Message")
+if prompt:
+    st.chat_message("user").markdown(prompt)
+    with st.chat_message("assistant"):
+        box, text = st.empty(), ""
+        body = {"model": "llama3.2:1b", "messages": [{"role": "user", "content": prompt}]}
+        with httpx.stream("POST", os.environ["OLLAMA_HOST"] + "/api/chat", json=body, timeout=60) as response:
+            for line in response.iter_lines():
+                text += json.loads(line).get("message", {}).get("content", "")
+                box.markdown(text)
+"""
+
+
+def start_bare_app(standin: StandinServer) -> tuple[subprocess.Popen, str]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-chat-bare-"))
+    (folder / "app.py").write_text(BARE_APP)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(folder / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        env={**os.environ, "OLLAMA_HOST": standin.url}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
+                return process, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the bare Streamlit app did not start")
+
+
 def _start(standin: StandinServer, tmp: Path, **env: str) -> DashboardServer:
     return start_dashboard({"OLLAMA_HOST": standin.url, **env}, tmp)
 
 
 def measure_streams(standin: StandinServer, browser: BrowserContext) -> dict[str, dict[str, float]]:
-    servers = [_start(standin, Path(tempfile.mkdtemp(prefix="bench-chat-")),
-                      DASHBOARD_STREAM_INTERVAL_MS=str(ms), DASHBOARD_STREAM_INTERVAL_US_PER_CHAR=str(us))
-               for _, ms, us in VARIANTS]
+    dashboards = [_start(standin, Path(tempfile.mkdtemp(prefix="bench-chat-")),
+                         DASHBOARD_STREAM_INTERVAL_MS=str(ms), DASHBOARD_STREAM_INTERVAL_US_PER_CHAR=str(us))
+                  for _, ms, us in VARIANTS]
+    bare, bare_url = start_bare_app(standin)
+    pages = {label: server.url + "/chat" for (label, _, _), server in zip(VARIANTS, dashboards, strict=True)}
+    pages[BARE] = bare_url
     results: dict[str, dict[str, list[float]]] = {label: {"first": [], "last": [], "raw_first": [], "raw_total": []}
-                                                  for label, _, _ in VARIANTS}
+                                                  for label in pages}
     try:
         for _ in range(RUNS):
-            for (label, _, _), server in zip(VARIANTS, servers, strict=True):
+            for label, url in pages.items():
                 standin.state.configure(reply_tokens=TOKENS, tokens_per_second=RATE)
                 raw_first, raw_total = raw_client(standin.url)
-                page, _ = open_chat(browser, server.url)
+                page, _ = open_chat(browser, url)
                 first, last = send(page, "t0001", f"t{TOKENS - 1:04d} END.")
                 page.close()
                 for key, value in (("first", first), ("last", last), ("raw_first", raw_first),
                                    ("raw_total", raw_total)):
                     results[label][key].append(value)
     finally:
-        for server in servers:
+        for server in dashboards:
             stop_dashboard(server)
+        bare.terminate()
+        bare.wait(10)
     return {label: {key: statistics.median(values) for key, values in figures.items()}
             for label, figures in results.items()}
 
@@ -190,12 +244,13 @@ def measure_history(standin: StandinServer, browser: BrowserContext) -> dict[str
     standin.state.configure(reply_tokens=SHORT_REPLY, tokens_per_second=RATE)
     try:
         for server in servers.values():  # warm-up: first imports, caches, the search index pages
-            page, _ = open_chat(browser, server.url)
+            page, _ = open_chat(browser, server.url + "/chat")
             send(page, "t0001", "END.")
             page.close()
-        for _ in range(HISTORY_RUNS):
-            for name, server in servers.items():
-                page, opened = open_chat(browser, server.url)
+        for index in range(HISTORY_RUNS):
+            order = list(servers.items()) if index % 2 == 0 else list(servers.items())[::-1]  # no order bias
+            for name, server in order:
+                page, opened = open_chat(browser, server.url + "/chat")
                 _, whole = send(page, "t0001", "END.")
                 page.close()
                 results[name]["open"].append(opened)
@@ -203,6 +258,9 @@ def measure_history(standin: StandinServer, browser: BrowserContext) -> dict[str
     finally:
         for server in servers.values():
             stop_dashboard(server)
+    for name, figures in results.items():
+        print(f"  {name}: open " + ", ".join(f"{v * 1000:.0f}" for v in figures["open"]) + " ms; send "
+              + ", ".join(f"{v * 1000:.0f}" for v in figures["send"]) + " ms", flush=True)
     return {name: {key: statistics.median(values) for key, values in figures.items()}
             for name, figures in results.items()}
 
@@ -214,16 +272,23 @@ def main() -> None:
         browser = chromium.new_context(viewport={"width": 1440, "height": 900})
         print(f"streaming: {TOKENS} tokens at {RATE:.0f} tokens/s; median of {RUNS} runs, variants alternating",
               flush=True)
-        for label, m in measure_streams(standin, browser).items():
+        streams = measure_streams(standin, browser)
+        floor = streams[BARE]["first"]
+        for label, m in streams.items():
             ratio = m["last"] / m["raw_total"]
             late = m["first"] - m["raw_first"]
             print(f"\n{label}")
+            if label == BARE:
+                print(f"  Enter -> first token visible {m['first'] * 1000:.0f} ms, last {m['last']:.3f} s (ratio "
+                      f"{ratio:.3f}): what any Streamlit page pays on this machine now")
+                continue
             print(f"  raw httpx client: first token {m['raw_first'] * 1000:.0f} ms, "
                   f"whole stream {m['raw_total']:.3f} s")
             print(f"  browser: Enter -> last token visible {m['last']:.3f} s -> ratio {ratio:.3f} "
                   f"(target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})")
             print(f"  browser: Enter -> first token visible {m['first'] * 1000:.0f} ms, {late * 1000:.0f} ms after the "
-                  f"raw client's (target <= 150 ms: {'met' if late <= 0.150 else 'NOT met'})")
+                  f"raw client's (target <= 150 ms: {'met' if late <= 0.150 else 'NOT met'}); "
+                  f"{(m['first'] - floor) * 1000:+.0f} ms against the bare Streamlit app")
         print(f"\nhistory: empty vs {CONVERSATIONS:,} kept conversations of {MESSAGES} messages; median of "
               f"{HISTORY_RUNS} runs, alternating", flush=True)
         figures = measure_history(standin, browser)

@@ -95,7 +95,7 @@ def test_the_history_list_search_and_a_reload(page: Page, dashboard: DashboardSe
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("Écris une description courte pour une")).to_be_visible()
     expect(sidebar.get_by_text("Lampe de chevet en laiton")).to_be_visible()
-    sidebar.get_by_text("Traduction fiche satin").scroll_into_view_if_needed()
+    sidebar.get_by_text("Robe de soirée rouge").first.scroll_into_view_if_needed()  # the whole list
     screenshot(page, "chat-history-list")
     page.reload()
     wait_for_app(page)
