@@ -21,7 +21,7 @@ from components import chat as chat_view
 from components import chat_history as history_view
 from components import session
 from components.auth import enter_fragment
-from services.chat.conversation import MAX_PROMPT_CHARS, ChatTurn, validate_prompt
+from services.chat.conversation import ChatTurn, validate_prompt
 from services.chat.history import ChatStore
 from services.chat.starters import STARTERS, Starter
 from services.chat.tree import StoredConversation, title_from_prompt
@@ -108,8 +108,7 @@ def _send_edit(turn: ChatTurn) -> None:
 
 
 def _editor(turn: ChatTurn) -> None:
-    st.text_area("Edit the prompt", value=turn.content, key=f"chat.edit_text.{turn.id}", max_chars=MAX_PROMPT_CHARS,
-                 label_visibility="collapsed")
+    st.text_area("Edit the prompt", value=turn.content, key=f"chat.edit_text.{turn.id}", label_visibility="collapsed")
     bar = st.container(horizontal=True, gap="small")
     bar.button("Send", key=f"chat.edit_send.{turn.id}", type="primary", icon=":material/send:", on_click=_send_edit,
                args=(turn,), help="Sends the edited prompt; the original and its replies stay as a branch.")
@@ -175,10 +174,11 @@ def conversation(setup: ChatSetup) -> None:
     elif not setup.names:
         st.info("No models are installed on this backend. Pull one on the Models page, e.g. `llama3.2:1b`.",
                 icon=":material/info:")
+    # No max_chars: the browser would cut a long paste silently; validate_prompt says what the limit is.
     # "stop": while a reply streams, the send button is a Stop button that stops this run (a widget of a
     # fragment would only queue a rerun behind it).
     st.bottom.chat_input(_placeholder(setup), key=INPUT_KEY, disabled=not can_send, submit_mode="stop",
-                         on_submit=_queue_prompt, max_chars=MAX_PROMPT_CHARS, accept_file="multiple" if sees else False,
+                         on_submit=_queue_prompt, accept_file="multiple" if sees else False,
                          file_type=list(FILE_TYPES) if sees else None,
                          max_upload_size=MAX_UPLOAD_MB if sees else None)
     if pending is None:

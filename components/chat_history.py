@@ -153,7 +153,8 @@ def render_menu(store: ChatStore, owner: str, stored: StoredConversation | None,
     title_key = f"chat.title.{cid}"
     st.session_state.setdefault(title_key, stored.title)
     row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
-    row.text_input("Title", key=title_key, max_chars=MAX_TITLE_CHARS, width="stretch")
+    # No max_chars: a pasted title is not cut silently; the store refuses a long one and says why.
+    row.text_input("Title", key=title_key, width="stretch", help=f"At most {MAX_TITLE_CHARS} characters.")
 
     def rename() -> None:
         try:

@@ -48,19 +48,29 @@ def get_pull_manager() -> PullManager:
 
 
 @st.cache_data(ttl=3, show_spinner=False, max_entries=64)
-def loaded_models(backend: Backend) -> list[LoadedModel]:
+def _loaded_models(backend: Backend) -> list[LoadedModel]:
     return session.get_client(backend).ps()
 
 
+def loaded_models(backend: Backend) -> list[LoadedModel]:
+    session.ensure_answering(backend)  # a host that does not answer is not asked again on this page
+    return _loaded_models(backend)
+
+
 @st.cache_data(ttl=30, show_spinner=False, max_entries=128)
-def model_detail(backend: Backend, model: str) -> ModelDetail:
+def _model_detail(backend: Backend, model: str) -> ModelDetail:
     return ModelDetail.from_show(session.get_client(backend).show(model))
+
+
+def model_detail(backend: Backend, model: str) -> ModelDetail:
+    session.ensure_answering(backend)
+    return _model_detail(backend, model)
 
 
 def refresh_model_caches() -> None:
     session.refresh_backend_caches()
-    loaded_models.clear()
-    model_detail.clear()
+    _loaded_models.clear()
+    _model_detail.clear()
 
 
 def flash(kind: str, text: str) -> None:
@@ -212,7 +222,7 @@ def _loaded_body(backend: Backend, fast: bool) -> None:
             except DashboardError as exc:
                 st.error(user_message(exc))
             else:
-                loaded_models.clear()
+                _loaded_models.clear()
                 flash("success", f"Unloaded {row['name']}.")
                 st.rerun(scope="app")
 

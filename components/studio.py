@@ -1,9 +1,9 @@
-"""The product studio's Streamlit side: what each mode renders, and the live batch card.
+"""The product studio's Streamlit side: what each mode renders, the live attempt view, and the live batch card.
 
 Model output and product fields are untrusted: text goes through ``sanitize_markdown`` (HTML off) or
-``st.code``/``st.dataframe`` (plain text), labels through ``plain_label``. The batch progress card is a
-``@st.fragment(run_every=...)`` that reads the shared manager, so a refresh or a second browser sees
-the same job.
+``st.code``/``st.text``/``st.dataframe`` (plain text), labels through ``plain_label``. The batch progress card
+is a ``@st.fragment(run_every=...)`` that reads the shared manager, so a refresh or a second browser sees
+the same job. Its progress bar shows done, done after repair, failed and remaining rows in their own colours.
 """
 
 from __future__ import annotations
@@ -14,20 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import altair as alt
+import pandas as pd
 import streamlit as st
 
 from components import runtime, session
 from components.auth import enter_fragment
 from services import format as fmt
-from services.errors import DashboardError, user_message
-from services.ollama.options import PRESETS
+from services.errors import DashboardError, InvalidInput, user_message
+from services.ollama.options import PRESETS, parse_stop_sequences
 from services.safe_text import plain_label, sanitize_markdown
 from services.studio.batch import BatchManager
 from services.studio.batch_store import Progress
-from services.studio.engine import TaskResult
+from services.studio.engine import Attempt, TaskResult
 from services.studio.tabular import to_csv_bytes, to_xlsx_bytes
 from services.studio.tasks import LANGUAGES, TASK_FIELDS, TASK_TITLES, TaskParams
-from services.studio.templates import Template, TemplateStore, allowed_placeholders
+from services.studio.templates import Example, Template, TemplateStore, allowed_placeholders
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,31 @@ def render_fields(task: str, prefix: str) -> dict[str, str]:
     return values
 
 
+STATUS_BADGES = {"done": ("Done", "green", ":material/check_circle:"),
+                 "repaired": ("Done after repair", "blue", ":material/build:"),
+                 "failed": ("Failed", "red", ":material/error:")}
+
+
+def render_attempt(box: Any, attempt: Attempt) -> None:
+    """The live view of one attempt while it streams: which attempt, what the model was told, the text so far."""
+    update = attempt.update
+    with box.container(border=True):
+        head = f"Attempt {attempt.number} of {attempt.max_attempts} · {fmt.duration(update.elapsed_s)}"
+        if update.waiting:
+            head += " · waiting for the model" + (" (it may be loading)" if update.elapsed_s >= 1 else "") + "…"
+        elif not update.done:
+            head += " · writing…"
+        st.caption(head)
+        if attempt.feedback:
+            st.caption(plain_label(f"Told the model: {attempt.feedback}", 300))
+        if update.content:
+            st.text(update.content[-3000:])
+
+
 def render_output(result: TaskResult) -> None:
-    """The checked output (or why it failed), with its provenance and speed figures."""
+    """The checked output (or why it failed), how it was obtained (status, attempts, repairs), and speed."""
+    label, colour, icon = STATUS_BADGES[result.status]
+    st.badge(label, color=colour, icon=icon)  # type: ignore[arg-type]
     if result.ok:
         if result.task in ("extraction", "column_mapping"):
             st.code(json.dumps(result.parsed, indent=2, ensure_ascii=False), language="json")
@@ -86,28 +111,49 @@ def render_output(result: TaskResult) -> None:
         else:
             st.markdown(sanitize_markdown(result.output))
             st.code(result.output, language=None, wrap_lines=True)
+        if result.repairs:
+            st.caption(plain_label("Repairs: " + "; ".join(result.repairs), 600))
     else:
         st.error(f"No valid output: {result.error}", icon=":material/error:")
-        if result.raw:
-            with st.expander("Last raw answer (failed the checks)"):
-                st.code(result.raw, language=None, wrap_lines=True)
+    if result.rejections:
+        st.caption(plain_label("Refused attempts: " + " · ".join(
+            f"{i}: {why}" for i, why in enumerate(result.rejections, 1)), 600))
+    if result.raw and (result.repairs or not result.ok):
+        title = "The model's answer before repair" if result.ok else "Last raw answer (failed the checks)"
+        with st.expander(title):
+            st.code(result.raw, language=None, wrap_lines=True)
     st.caption(stats_line(result))
 
 
 def stats_line(result: TaskResult) -> str:
-    parts = [f"{result.duration_s:.2f} s"]
+    parts = [fmt.seconds(result.duration_s)]
     tps = result.stats.get("tokens_per_second") if result.stats else None
     if tps:
-        parts.append(f"{tps:.1f} tokens/s")
+        parts.append(fmt.rate(tps))
     if result.stats.get("eval_count"):
-        parts.append(f"{result.stats['eval_count']} tokens")
-    parts.append(f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}")
+        parts.append(fmt.count(int(result.stats["eval_count"]), "token"))
+    parts.append(fmt.count(result.attempts, "attempt"))
     parts.append(f"template {result.template_ref}")
     parts.append(f"model {result.model}")
     return plain_label(" · ".join(parts), 300)
 
 
 # ---- template editor -------------------------------------------------------------------------------------
+
+
+def _examples_json(template: Template) -> str:
+    return json.dumps([{k: v for k, v in (("language", e.language), ("inputs", e.inputs), ("answer", e.answer)) if v}
+                       for e in template.examples], ensure_ascii=False, indent=2)
+
+
+def _parse_examples(text: str) -> tuple[Example, ...]:
+    try:
+        items = json.loads(text or "[]")
+    except ValueError as exc:
+        raise InvalidInput(f"The examples are not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidInput('The examples must be a JSON list of {"inputs": {...}, "answer": "..."} objects.')
+    return tuple(Example.from_dict(i) for i in items)
 
 
 def render_template_editor(task: str, store: TemplateStore, on_save: Callable[[Template], None]) -> None:
@@ -127,13 +173,22 @@ def render_template_editor(task: str, store: TemplateStore, on_save: Callable[[T
         preset = cols[0].selectbox("Parameter preset", list(PRESETS), index=list(PRESETS).index(template.preset),
                                    help="The seed's table: classification 0.1/0.5/10, enrichment 0.7/0.9/40, "
                                         "creative 1.0/0.95/50.")
-        num_predict = cols[1].number_input("Max tokens", 16, 8192, value=template.num_predict or 400)
+        num_predict = cols[1].number_input(
+            "Max tokens", 16, 8192, value=template.num_predict,
+            help="Empty: derived from the length asked (descriptions, translations). Otherwise an upper bound.")
         attempts = cols[2].number_input("Attempts when a check fails", 1, 5, value=template.max_attempts)
+        stops = st.text_area("Stop sequences (one per line; \\n for a newline)", height=80,
+                             value="\n".join(s.replace("\n", "\\n") for s in template.stop))
+        examples = st.text_area("Examples of a good answer (few-shot, JSON)", value=_examples_json(template),
+                                height=160, help='A list of {"language": "fr", "inputs": {field: value}, '
+                                                 '"answer": "..."}; only those that pass this run\'s checks are sent.')
         if st.form_submit_button("Save as new version", icon=":material/save:"):
             try:
                 identity = session.require_role("operator", "save a template")
-                saved = store.save(task, system=system, prompt=prompt, preset=preset, num_predict=int(num_predict),
-                                   max_attempts=int(attempts), author=identity.subject)
+                saved = store.save(task, system=system, prompt=prompt, preset=preset,
+                                   num_predict=None if num_predict is None else int(num_predict),
+                                   max_attempts=int(attempts), author=identity.subject,
+                                   stop=tuple(parse_stop_sequences(stops)), examples=_parse_examples(examples))
             except DashboardError as exc:
                 st.error(user_message(exc), icon=":material/edit_off:")
             else:
@@ -142,11 +197,45 @@ def render_template_editor(task: str, store: TemplateStore, on_save: Callable[[T
 
 # ---- batch progress --------------------------------------------------------------------------------------
 
+# Each part of the bar, with its colour and the Markdown colour that names it in the caption beneath.
+SEGMENTS = (("done", "Done", "#21c354", "green"), ("repaired", "Done after repair", "#1c83e1", "blue"),
+            ("failed", "Failed", "#ff4b4b", "red"), ("running", "Running", "#ffa421", "orange"),
+            ("pending", "Left", "#d5dae5", "gray"))
+TABLE_ROWS = 200
+FULL_ERRORS = 50
+
 
 def progress_caption(progress: Progress) -> str:
-    return (f"{progress.finished_rows:,} / {progress.total:,} rows · {progress.done:,} done · "
+    repaired = f" ({progress.repaired:,} after repair)" if progress.repaired else ""
+    return (f"{progress.finished_rows:,} / {progress.total:,} rows · {progress.done:,} done{repaired} · "
             f"{progress.failed:,} failed · {progress.pending + progress.running:,} left · ETA "
             f"{fmt.eta(progress.eta_s)}")
+
+
+def progress_key() -> str:
+    """What the bar's colours mean, in Markdown colours (no HTML)."""
+    return " ".join(f":{markdown}[■] {label}" for _key, label, _colour, markdown in SEGMENTS)
+
+
+def progress_segments(progress: Progress) -> pd.DataFrame:
+    """The bar's parts, in order: done as they came, done after repair, failed, running, left."""
+    counts = {"done": progress.done - progress.repaired, "repaired": progress.repaired, "failed": progress.failed,
+              "running": progress.running, "pending": progress.pending}
+    return pd.DataFrame([{"order": i, "part": label, "rows": counts[key]}
+                         for i, (key, label, _colour, _markdown) in enumerate(SEGMENTS)])
+
+
+def progress_chart(progress: Progress) -> alt.Chart:
+    """A progress bar in which failed rows show as failed (red), not as progress like any other."""
+    data = progress_segments(progress)
+    domain = [label for _key, label, _colour, _markdown in SEGMENTS]
+    colours = [colour for _key, _label, colour, _markdown in SEGMENTS]
+    return alt.Chart(data).mark_bar(height=18).encode(
+        x=alt.X("sum(rows):Q", stack="zero", axis=None, scale=alt.Scale(domain=[0, max(progress.total, 1)])),
+        color=alt.Color("part:N", scale=alt.Scale(domain=domain, range=colours), legend=None),
+        order=alt.Order("order:Q"),
+        tooltip=[alt.Tooltip("part:N", title="Rows"), alt.Tooltip("sum(rows):Q", title="Count")],
+    ).properties(height=24)
 
 
 def render_job(manager: BatchManager, job_id: str) -> None:
@@ -167,52 +256,89 @@ def _job_card(manager: BatchManager, job_id: str, was_running: bool) -> None:
     if was_running and not running:
         st.rerun(scope="app")  # the job ended: redraw the page once, without the timer
     with st.container(border=True):
-        st.markdown(f"**Batch {plain_label(job.id)}** · {plain_label(job.source_name)} · "
-                    f"{plain_label(job.template.ref)} · {plain_label(job.model)} on {plain_label(job.backend)} · "
-                    f"concurrency {job.concurrency}")
         state = "running" if running else job.state
-        st.progress(progress.fraction, text=f"{state}: {progress_caption(progress)}")
+        st.markdown(f"**{plain_label(job.source_name)}** · {plain_label(job.template.ref)} · "
+                    f"{plain_label(job.model)} on {plain_label(job.backend)} · concurrency {job.concurrency} · "
+                    f"batch {plain_label(job.id)}")
+        st.altair_chart(progress_chart(progress), width="stretch")
+        st.caption(f"{state}: {progress_caption(progress)}")
+        st.caption(progress_key())
         cols = st.columns(4)
-        cols[0].metric("Done", f"{progress.done:,}")
-        cols[1].metric("Failed", f"{progress.failed:,}")
-        cols[2].metric("Left", f"{progress.pending + progress.running:,}")
+        cols[0].metric("Done", fmt.count(progress.done, "row"),
+                       help=f"{progress.repaired:,} of them after a repair (see the repairs column).")
+        cols[1].metric("Failed", fmt.count(progress.failed, "row"))
+        cols[2].metric("Left", fmt.count(progress.pending + progress.running, "row"))
         cols[3].metric("ETA", fmt.eta(progress.eta_s),
-                       help="From the rate of this run so far." if running else "Shown while the batch runs.")
+                       help="From this run's own throughput (the last minute of it)." if running
+                       else "Shown while the batch runs.")
         if job.message and not running:
             st.caption(plain_label(job.message, 200))
-        bar = st.container(horizontal=True)
-        buttons = iter([bar, bar, bar, bar])
-        if running:
-            next(buttons).button("Cancel", icon=":material/cancel:", key=f"studio.cancel.{job_id}",
-                                 on_click=_action, args=(manager.cancel, job_id, "cancel a batch"))
-        else:
-            next(buttons).button("Retry failed", icon=":material/replay:", key=f"studio.retry.{job_id}",
-                                 disabled=progress.failed == 0, on_click=_action,
-                                 args=(manager.retry_failed, job_id, "retry a batch"),
-                                 help="Runs only the failed rows again; finished rows are kept.")
-            next(buttons).button("Resume", icon=":material/play_arrow:", key=f"studio.resume.{job_id}",
-                                 disabled=progress.pending + progress.running == 0, on_click=_action,
-                                 args=(manager.resume, job_id, "resume a batch"))
-        next(buttons).download_button(
-            "CSV", data=lambda: to_csv_bytes(manager.results_frame(job_id)),
-            file_name=f"{_stem(job.source_name)}-{job.task}.csv", mime="text/csv", icon=":material/download:",
-            key=f"studio.csv.{job_id}", on_click="ignore", help="Every input column plus the results.")
-        next(buttons).download_button(
-            "XLSX", data=lambda: to_xlsx_bytes(manager.results_frame(job_id)),
-            file_name=f"{_stem(job.source_name)}-{job.task}.xlsx", icon=":material/download:",
-            mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"studio.xlsx.{job_id}",
-            on_click="ignore", help="Every input column plus the results; formulas are neutralised.")
-        error = st.session_state.pop(f"studio.action_error.{job_id}", None)
-        if error:
-            st.error(error, icon=":material/error:")
-        only_failed = st.toggle("Only failed rows", key=f"studio.only_failed.{job_id}")
-        frame = manager.rows(job_id, status="failed" if only_failed else None, limit=200)
-        st.dataframe(frame, hide_index=True, width="stretch", height=280,
-                     column_config={"output": st.column_config.TextColumn("output", width="large"),
-                                    "error": st.column_config.TextColumn("error", width="medium"),
-                                    "duration_s": st.column_config.NumberColumn("seconds", format="%.2f")})
-        if progress.total > 200:
-            st.caption("The table shows the first 200 rows; the downloads have them all.")
+        _job_buttons(manager, job, progress, running)
+        _results_table(manager, job_id, progress)
+
+
+def _job_buttons(manager: BatchManager, job: Any, progress: Progress, running: bool) -> None:
+    job_id = job.id
+    bar = st.container(horizontal=True)
+    if running:
+        bar.button("Cancel", icon=":material/cancel:", key=f"studio.cancel.{job_id}",
+                   on_click=_action, args=(manager.cancel, job_id, "cancel a batch"))
+    else:
+        bar.button("Retry failed", icon=":material/replay:", key=f"studio.retry.{job_id}",
+                   disabled=progress.failed == 0, on_click=_action,
+                   args=(manager.retry_failed, job_id, "retry a batch"),
+                   help="Runs only the failed rows again; finished rows are kept.")
+        bar.button("Resume", icon=":material/play_arrow:", key=f"studio.resume.{job_id}",
+                   disabled=progress.pending + progress.running == 0, on_click=_action,
+                   args=(manager.resume, job_id, "resume a batch"))
+    bar.download_button(
+        "CSV", data=lambda: to_csv_bytes(manager.results_frame(job_id)),
+        file_name=f"{_stem(job.source_name)}-{job.task}.csv", mime="text/csv", icon=":material/download:",
+        key=f"studio.csv.{job_id}", on_click="ignore",
+        help="Every input column plus the results: status, output, error, attempts, repairs.")
+    bar.download_button(
+        "XLSX", data=lambda: to_xlsx_bytes(manager.results_frame(job_id)),
+        file_name=f"{_stem(job.source_name)}-{job.task}.xlsx", icon=":material/download:",
+        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"studio.xlsx.{job_id}",
+        on_click="ignore", help="Every input column plus the results; formulas are neutralised.")
+    error = st.session_state.pop(f"studio.action_error.{job_id}", None)
+    if error:
+        st.error(error, icon=":material/error:")
+
+
+def _results_table(manager: BatchManager, job_id: str, progress: Progress) -> None:
+    """Which product each row is (the file's own key columns), its status, output, attempts, repairs, error."""
+    only_failed = st.toggle("Only failed rows", key=f"studio.only_failed.{job_id}", disabled=progress.failed == 0
+                            and not st.session_state.get(f"studio.only_failed.{job_id}"))
+    frame = manager.rows(job_id, status="failed" if only_failed else None, limit=TABLE_ROWS)
+    config: dict[str, Any] = {
+        "row": st.column_config.NumberColumn("row", width="small"),
+        "status": st.column_config.TextColumn("status", width="medium"),
+        "output": st.column_config.TextColumn("output", width="large"),
+        "attempts": st.column_config.NumberColumn("attempts", width="small"),
+        "repairs": st.column_config.TextColumn("repairs", width="medium"),
+        "error": st.column_config.TextColumn("error", width="medium"),
+        "duration_s": st.column_config.NumberColumn("seconds", format="%.2f", width="small"),
+    }
+    keys = [c for c in frame.columns if c.startswith("key:")]
+    for column in keys:
+        config[column] = st.column_config.TextColumn(column.removeprefix("key:"), width="small")
+    order = ["row", *keys, "status", "attempts", "output", "repairs", "error", "duration_s"]
+    st.dataframe(frame, hide_index=True, width="stretch", height=300, column_config=config, column_order=order)
+    shown = progress.failed if only_failed else progress.total
+    if shown > TABLE_ROWS:
+        st.caption(f"The table shows the first {TABLE_ROWS:,} of {shown:,} rows; the downloads have them all.")
+    if progress.failed:
+        with st.expander(f"Failed rows in full ({fmt.count(progress.failed, 'row')})", icon=":material/error:"):
+            failed = manager.rows(job_id, status="failed", limit=FULL_ERRORS)
+            keys = [c for c in failed.columns if c.startswith("key:")]
+            for record in failed.to_dict("records"):
+                product = " · ".join(str(record[k]) for k in keys if str(record[k]).strip())
+                st.markdown(f"**Row {record['row']}** · {plain_label(product, 120)} · "
+                            f"{fmt.count(int(record['attempts']), 'attempt')}")
+                st.code(record["error"], language=None, wrap_lines=True)
+            if progress.failed > FULL_ERRORS:
+                st.caption(f"The first {FULL_ERRORS} failed rows; the downloads have every error.")
 
 
 def _action(method: Callable[[str], Any], job_id: str, what: str) -> None:

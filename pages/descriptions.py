@@ -4,6 +4,8 @@ product, side by side on several models, or over a whole supplier file as a serv
 from __future__ import annotations
 
 import contextvars
+import hashlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +19,7 @@ from services.errors import DashboardError, InvalidInput, user_message
 from services.images import FILE_TYPES, MAX_UPLOAD_MB, clean_image, require_vision
 from services.ollama.client import OllamaClient
 from services.safe_text import plain_label
-from services.studio.engine import TaskResult, run_task
+from services.studio.engine import Attempt, TaskResult, run_task
 from services.studio.tabular import MAX_UPLOAD_BYTES, Table, read_csv_bytes, read_table
 from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TASK_TITLES, TASKS, TaskParams, suggest_mapping
 
@@ -81,9 +83,11 @@ def mapping_inputs(prefix: str) -> dict[str, Any]:
 
 
 def run_one(model: str, task: str, template: Any, inputs: dict[str, Any], params: TaskParams,
-            client: OllamaClient | None = None, images: list[str] | None = None) -> TaskResult:
+            client: OllamaClient | None = None, on_attempt: Callable[[Attempt], None] | None = None,
+            images: list[str] | None = None) -> TaskResult:
     """One product through one task; ``client`` is fetched on the script thread when not given."""
-    return run_task(client or session.get_client(backend), template, model, inputs, params, images=images or ())
+    return run_task(client or session.get_client(backend), template, model, inputs, params, on_attempt=on_attempt,
+                    images=images or ())
 
 
 PHOTO_TASKS = ("description", "extraction", "classification")
@@ -129,7 +133,7 @@ def task_inputs(task: str, prefix: str) -> tuple[dict, TaskParams] | None:
     return inputs, studio.render_params(task, prefix)
 
 
-def single_mode() -> None:
+def single_choices() -> tuple[str, str | None, Any]:
     top = st.columns([2, 2, 2])
     with top[0]:
         task = st.selectbox("Task", TASKS, key="studio.single.task", format_func=TASK_TITLES.get)
@@ -137,36 +141,57 @@ def single_mode() -> None:
         model = choose_model("studio.single.model")
     with top[2]:
         template = choose_template(task, "studio.single.template")
+    return task, model, template
+
+
+def single_request(task: str, model: str | None, template: Any, inputs: dict[str, Any],
+                   params: TaskParams) -> dict[str, Any] | None:
+    """The request the Generate / Regenerate buttons ask for (None when neither was clicked)."""
+    last = st.session_state.get("studio.single.last")
+    bar = st.container(horizontal=True)
+    generate = bar.button("Generate", type="primary", icon=":material/auto_awesome:", disabled=not model,
+                          key="studio.single.go")
+    regenerate = bar.button("Regenerate", icon=":material/refresh:", disabled=last is None,
+                            key="studio.single.again", help="Run the last request again, as it was.")
+    if generate and model:
+        return {"model": model, "task": task, "template": template, "inputs": inputs, "params": params}
+    if regenerate and last is not None:
+        return last["request"]
+    return None
+
+
+def single_run(request: dict[str, Any]) -> None:
+    """Stream each attempt live (with its number and what the model was told), then show the result once."""
+    try:
+        session.require_role("operator", "generate")
+        live = st.empty()
+        result = run_one(**request, on_attempt=lambda attempt: studio.render_attempt(live, attempt))
+    except DashboardError as exc:
+        st.error(user_message(exc), icon=":material/error:")
+        return
+    st.session_state["studio.single.last"] = {"request": request, "result": result}
+    st.rerun()  # redraw with the result once, and Regenerate enabled
+
+
+def single_result() -> None:
+    last = st.session_state.get("studio.single.last")
+    if last is not None:
+        with st.container(border=True):
+            studio.render_output(last["result"])
+
+
+def single_mode() -> None:
+    task, model, template = single_choices()
     gathered = task_inputs(task, "studio.single")
     if gathered is None:
         return
     inputs, params = gathered
-    photos = photo_input(task, model)
-    last = st.session_state.get("studio.single.last")
-    bar = st.container(horizontal=True)
-    generate = bar.button("Generate", type="primary", icon=":material/auto_awesome:",
-                          disabled=not model or photos is None, key="studio.single.go")
-    regenerate = bar.button("Regenerate", icon=":material/refresh:", disabled=last is None,
-                                key="studio.single.again", help="Run the last request again, as it was.")
-    request = None
-    if generate and model:
-        request = {"model": model, "task": task, "template": template, "inputs": inputs, "params": params,
-                   "images": photos}
-    elif regenerate and last is not None:
-        request = last["request"]
+    photos = photo_input(task, model)  # None: refused (the reason is shown), so Generate is off
+    request = single_request(task, model if photos is not None else None, template, inputs, params)
     if request is not None:
-        try:
-            session.require_role("operator", "generate")
-            with st.spinner(f"Running {request['template'].ref} on {request['model']}…"):
-                result = run_one(**request)
-        except DashboardError as exc:
-            st.error(user_message(exc), icon=":material/error:")
-        else:
-            st.session_state["studio.single.last"] = {"request": request, "result": result}
-            st.rerun()  # redraw with Regenerate enabled
-    if last is not None:
-        with st.container(border=True):
-            studio.render_output(last["result"])
+        request.setdefault("images", photos or [])  # a Regenerate keeps the photo it was first run with
+        single_run(request)
+    single_result()
 
 
 # ---- compare -------------------------------------------------------------------------------------------
@@ -223,7 +248,43 @@ def load_upload() -> Table | None:
     return cache[1]
 
 
-def batch_setup(table: Table) -> None:
+def batch_mapping(task: str, table: Table) -> dict[str, str | None]:
+    """The field -> column choices, suggested from the headers; a new file starts from its own suggestions."""
+    tag = hashlib.sha1(table_key(table).encode()).hexdigest()[:8]
+    st.markdown("**Map the file's columns to the task's fields**")
+    suggested = suggest_mapping(task, table.columns)
+    options = [NONE, *table.columns]
+    mapping: dict[str, str | None] = {}
+    fields = TASK_FIELDS[task]
+    cols = st.columns(min(len(fields), 3))
+    for i, spec in enumerate(fields):
+        default = suggested.get(spec.name)
+        choice = cols[i % len(cols)].selectbox(
+            spec.label + (" *" if spec.required else ""), options, key=f"studio.batch.map.{tag}.{task}.{spec.name}",
+            index=options.index(default) if default in options else 0)
+        mapping[spec.name] = None if choice == NONE else choice
+    return mapping
+
+
+def missing_required(task: str, table: Table, mapping: dict[str, str | None]) -> list[str]:
+    """What stops a Run, in the words of the form: unmapped required fields by their labels."""
+    return [f"Map a column to “{spec.label}” (required)." for spec in TASK_FIELDS[task]
+            if spec.required and not mapping.get(spec.name)]
+
+
+def empty_required(task: str, table: Table, mapping: dict[str, str | None]) -> list[str]:
+    """Rows that will fail for an empty required field, counted before Run."""
+    notes = []
+    for spec in TASK_FIELDS[task]:
+        column = mapping.get(spec.name)
+        if spec.required and column in table.frame.columns:
+            empty = int((table.frame[column].astype(str).str.strip() == "").sum())
+            if empty:
+                notes.append(f"{fmt.count(empty, 'row')} with no {spec.label} (column {column!r}): they will fail.")
+    return notes
+
+
+def batch_setup(table: Table, running_job: str | None) -> None:
     st.caption(plain_label(f"{table.source_name}: {len(table):,} rows, {len(table.columns)} columns · "
                            + " · ".join(table.notes), 300))
     top = st.columns([2, 2, 2, 1])
@@ -235,28 +296,25 @@ def batch_setup(table: Table) -> None:
     concurrency = top[3].number_input("Concurrency", 1, 16, value=2, key="studio.batch.concurrency",
                                       help="Requests in flight at once; match the server's OLLAMA_NUM_PARALLEL.")
     params = studio.render_params(task, "studio.batch")
-    st.markdown("**Map the file's columns to the task's fields**")
-    suggested = suggest_mapping(task, table.columns)
-    options = [NONE, *table.columns]
-    mapping: dict[str, str | None] = {}
-    fields = TASK_FIELDS[task]
-    cols = st.columns(min(len(fields), 3))
-    for i, spec in enumerate(fields):
-        default = suggested.get(spec.name)
-        choice = cols[i % len(cols)].selectbox(
-            spec.label + (" *" if spec.required else ""), options, key=f"studio.batch.map.{task}.{spec.name}",
-            index=options.index(default) if default in options else 0)
-        mapping[spec.name] = None if choice == NONE else choice
+    mapping = batch_mapping(task, table)
     st.markdown("**Preview** (first rows)")
     st.dataframe(table.frame.head(5), hide_index=True, width="stretch")
     manager = studio.batch_manager()
     per_row = manager.average_row_seconds(task, model) if model else None
-    basis = "measured on earlier runs" if per_row else f"assuming about {DEFAULT_ROW_SECONDS:.0f} s per row"
+    basis = "measured on earlier runs" if per_row else f"assuming about {fmt.duration(DEFAULT_ROW_SECONDS)} per row"
     estimate = len(table) * (per_row or DEFAULT_ROW_SECONDS) / int(concurrency)
-    st.caption(f"Estimated time: {fmt.duration(estimate)} for {len(table):,} rows at concurrency "
+    st.caption(f"Estimated time: {fmt.duration(estimate)} for {fmt.count(len(table), 'row')} at concurrency "
                f"{int(concurrency)} ({basis}).")
-    if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=not model,
-                 key="studio.batch.go"):
+    blockers = missing_required(task, table, mapping)
+    for blocker in blockers:
+        st.warning(blocker, icon=":material/rule:")
+    for note in empty_required(task, table, mapping):
+        st.caption(plain_label(note, 200))
+    if running_job:
+        st.info("This file is running as the batch above; Run is available again when it ends.",
+                icon=":material/hourglass_top:")
+    if st.button("Run batch", type="primary", icon=":material/play_arrow:",
+                 disabled=not model or bool(blockers) or bool(running_job), key="studio.batch.go"):
         try:
             identity = session.require_role("operator", "run a batch")
             job_id = manager.create_job(table, template=template, model=str(model), backend=backend.name,
@@ -266,31 +324,51 @@ def batch_setup(table: Table) -> None:
         except DashboardError as exc:
             st.error(user_message(exc), icon=":material/error:")
         else:
-            st.session_state["studio.batch.job"] = job_id
-            st.query_params["mode"] = "batch"
+            st.session_state["studio.batch.want"] = job_id
+            st.session_state.setdefault("studio.batch.runs", {})[table_key(table)] = job_id
             st.query_params["job"] = job_id
+            st.rerun()  # to the running job, at the top of the page
 
 
-def batch_mode() -> None:
-    table = load_upload()
-    if table is not None:
-        with st.container(border=True):
-            batch_setup(table)
+def table_key(table: Table) -> str:
+    return f"{table.source_name}:{len(table)}:{','.join(table.columns)}"
+
+
+def running_job_for(table: Table | None) -> str | None:
+    """The batch this session started from this file, while it runs (Run is disabled for it meanwhile)."""
+    if table is None:
+        return None
+    job_id = st.session_state.get("studio.batch.runs", {}).get(table_key(table))
+    return job_id if job_id and studio.batch_manager().is_running(job_id) else None
+
+
+def batch_job_card() -> None:
+    """The chosen batch, at the top: the one just started, else the one in the address, else a running one."""
     manager = studio.batch_manager()
     jobs = manager.jobs(limit=20)
     if not jobs:
         return
     ids = [j.id for j in jobs]
-    wanted = st.session_state.get("studio.batch.job") or st.query_params.get("job")
+    wanted = st.session_state.pop("studio.batch.want", None) or st.session_state.get("studio.batch.job") \
+        or st.query_params.get("job")
     if wanted not in ids:
         running = [j.id for j in jobs if manager.is_running(j.id)]
         wanted = running[0] if running else ids[0]
-    labels = {j.id: f"{j.id} · {j.source_name} · {j.task} · {j.model} · {j.state}" for j in jobs}
+    labels = {j.id: f"{j.source_name} · {j.task} · {j.model} · {j.state} · {j.id}" for j in jobs}
     st.session_state["studio.batch.job"] = wanted
     job_id = st.selectbox("Batch", ids, key="studio.batch.job", format_func=lambda i: one_line(labels[i]))
     if st.query_params.get("job") != job_id:
         st.query_params["job"] = job_id
     studio.render_job(manager, job_id)
+
+
+def batch_mode() -> None:
+    batch_job_card()
+    st.markdown("**New batch**")
+    table = load_upload()
+    if table is not None:
+        with st.container(border=True):
+            batch_setup(table, running_job_for(table))
 
 
 # ---- templates -----------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ with st.expander("Load a model (warm it up)", icon=":material/bolt:"):
         except DashboardError as exc:
             st.error(user_message(exc), icon=":material/error:")
         else:
-            view.loaded_models.clear()
+            view.refresh_model_caches()
             view.flash("success", f"{to_load} is loaded (keep-alive {keep}).")
             st.rerun()
 

@@ -98,7 +98,12 @@ class Forbidden(DashboardError):
 
 
 class OutputRejected(DashboardError):
-    """The model answered, but the answer failed a check; the message says which."""
+    """The model answered, but the answer failed a check; the message says which, ``feedback`` what to tell the
+    model on a retry (empty: retry with the same prompt)."""
+
+    def __init__(self, message: str, feedback: str = "") -> None:
+        super().__init__(message)
+        self.feedback = feedback
 
 
 class Cancelled(DashboardError):

@@ -1,7 +1,7 @@
 """The batch engine: one task over every row of a supplier file, as a server-side job that survives restarts.
 
 A job and its rows live in SQLite (``services.db``): one row per product with its status (pending,
-running, done, failed), output, error, attempts and timings. A running job is a feeder thread that
+running, done, failed), output, error, attempts, the repairs applied and timings. A running job is a feeder thread that
 pages pending row numbers out of SQLite into a small bounded queue, and exactly ``concurrency`` worker
 threads that each hold at most one request, so the backend never sees more requests in flight than
 configured and memory does not grow with the file. Transient failures go through one ``BackoffGate``
@@ -36,7 +36,11 @@ from services.studio.batch_store import (
     JobInfo,
     Progress,
     job_from_row,
+    key_columns,
+    migrate,
+    repairs_text,
     result_column_names,
+    row_outcome,
 )
 from services.studio.runner import JobRunner
 from services.studio.tabular import Table, require_columns
@@ -59,6 +63,7 @@ class BatchManager:
         self._lock = threading.Lock()
         conn = db.connection()
         conn.executescript(SCHEMA)
+        migrate(conn)
 
     # ---- creating and controlling jobs -------------------------------------------------------------
     def create_job(self, table: Table, *, template: Template, model: str, backend: str, params: TaskParams,
@@ -71,7 +76,7 @@ class BatchManager:
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise InvalidInput(f"Concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}.")
         fields = TASK_FIELDS[template.task]
-        require_columns(table, mapping, [f.name for f in fields if f.required])
+        require_columns(table, mapping, [f.name for f in fields if f.required], {f.name: f.label for f in fields})
         clean_mapping = {f.name: mapping[f.name] for f in fields if mapping.get(f.name)}
         for name, column in clean_mapping.items():
             if column not in table.columns:
@@ -118,9 +123,9 @@ class BatchManager:
         self.job(job_id)
         if self.is_running(job_id):
             raise InvalidInput("The batch is still running; wait for it to finish or cancel it first.")
+        # Attempts are kept: a row's count is every request ever sent for it (honest requests per row).
         cursor = self.db.execute(
-            "UPDATE batch_rows SET status='pending', error='', attempts=0 WHERE job_id=? AND status='failed'",
-            (job_id,))
+            "UPDATE batch_rows SET status='pending', error='' WHERE job_id=? AND status='failed'", (job_id,))
         count = cursor.rowcount
         if count or self.progress(job_id).pending:
             self.start(job_id)
@@ -183,9 +188,11 @@ class BatchManager:
     def progress(self, job_id: str) -> Progress:
         job = self.job(job_id)
         counts = dict.fromkeys(("pending", "running", "done", "failed"), 0)
-        for row in self.db.execute("SELECT status, COUNT(*) AS n FROM batch_rows WHERE job_id=? GROUP BY status",
-                                   (job_id,)):
-            counts[row["status"]] = row["n"]
+        repaired = 0
+        for row in self.db.execute("SELECT status, repairs != '' AS fixed, COUNT(*) AS n FROM batch_rows"
+                                   " WHERE job_id=? GROUP BY status, fixed", (job_id,)):
+            counts[row["status"]] += row["n"]
+            repaired += row["n"] if row["status"] == "done" and row["fixed"] else 0
         with self._lock:
             runner = self._runners.get(job_id)
         rate = eta = elapsed = None
@@ -194,7 +201,14 @@ class BatchManager:
             elapsed = time.monotonic() - runner.started
             remaining = counts["pending"] + counts["running"]
             eta = remaining / rate if rate else None
-        return Progress(total=job.total, state=job.state, rows_per_s=rate, eta_s=eta, elapsed_s=elapsed, **counts)
+        return Progress(total=job.total, state=job.state, rows_per_s=rate, eta_s=eta, elapsed_s=elapsed,
+                        repaired=repaired, **counts)
+
+    def attempts(self, job_id: str) -> int:
+        """Every request sent for this job's rows so far (retries included)."""
+        row = self.db.execute("SELECT COALESCE(SUM(attempts), 0) AS n FROM batch_rows WHERE job_id=?",
+                              (job_id,)).fetchone()
+        return int(row["n"])
 
     def average_row_seconds(self, task: str, model: str) -> float | None:
         """Mean wall time of recent successful rows for this task and model, for the page's estimate."""
@@ -205,8 +219,11 @@ class BatchManager:
         return float(row["avg"]) if row and row["avg"] is not None else None
 
     def rows(self, job_id: str, *, status: str | None = None, limit: int = 200, offset: int = 0) -> pd.DataFrame:
-        """A page of per-row status for the page (bounded; never the whole file)."""
-        sql = ("SELECT idx, status, output, error, attempts, duration_s, template_ref FROM batch_rows "
+        """A page of per-row results for the page (bounded; never the whole file): the row number, the
+        product's own key columns, then status, output, attempts, repairs and the full error."""
+        job = self.job(job_id)
+        keys = key_columns(job)
+        sql = ("SELECT idx, data_json, status, output, error, attempts, repairs, duration_s FROM batch_rows "
                "WHERE job_id=?")
         args: list[Any] = [job_id]
         if status:
@@ -214,12 +231,17 @@ class BatchManager:
             args.append(status)
         sql += " ORDER BY idx LIMIT ? OFFSET ?"
         args += [limit, offset]
-        records = [dict(r) for r in self.db.execute(sql, tuple(args)).fetchall()]
-        frame = pd.DataFrame(records, columns=["idx", "status", "output", "error", "attempts", "duration_s",
-                                               "template_ref"])
-        frame["row"] = frame["idx"] + 1
-        return frame.drop(columns=["idx"])[["row", "status", "output", "error", "attempts", "duration_s",
-                                            "template_ref"]]
+        records = []
+        for r in self.db.execute(sql, tuple(args)).fetchall():
+            data = json.loads(r["data_json"])
+            records.append({"row": r["idx"] + 1, **{f"key:{k}": str(data.get(k, "")) for k in keys},
+                            "status": row_outcome(r["status"], r["repairs"]) if r["status"] in ("done", "failed")
+                            else r["status"], "output": r["output"] if r["status"] == "done" else "",
+                            "attempts": r["attempts"], "repairs": repairs_text(r["repairs"]), "error": r["error"],
+                            "duration_s": r["duration_s"]})
+        columns = ["row", *(f"key:{k}" for k in keys), "status", "output", "attempts", "repairs", "error",
+                   "duration_s"]
+        return pd.DataFrame(records, columns=columns)
 
     def iter_results(self, job_id: str, page: int = 2000) -> Iterator[list[Any]]:
         """Every input column, then the result columns, row by row in the file's order."""
@@ -227,16 +249,15 @@ class BatchManager:
         last = -1
         while True:
             batch = self.db.execute(
-                "SELECT idx, data_json, status, output, error, attempts, duration_s, template_ref FROM batch_rows"
-                " WHERE job_id=? AND idx>? ORDER BY idx LIMIT ?", (job_id, last, page)).fetchall()
+                "SELECT idx, data_json, status, output, error, attempts, repairs, duration_s, template_ref"
+                " FROM batch_rows WHERE job_id=? AND idx>? ORDER BY idx LIMIT ?", (job_id, last, page)).fetchall()
             if not batch:
                 return
             for row in batch:
                 data = json.loads(row["data_json"])
-                status = row["status"] if row["status"] in ("done", "failed") else "not run"
-                yield [*(data.get(c, "") for c in job.columns), status,
+                yield [*(data.get(c, "") for c in job.columns), row_outcome(row["status"], row["repairs"]),
                        row["output"] if row["status"] == "done" else "", row["error"], row["attempts"],
-                       row["template_ref"] or job.template.ref, job.model,
+                       repairs_text(row["repairs"]), row["template_ref"] or job.template.ref, job.model,
                        round(row["duration_s"], 2) if row["duration_s"] is not None else ""]
                 last = row["idx"]
 
@@ -270,11 +291,12 @@ class BatchManager:
                         (job_id, idx))
 
     def _store(self, job_id: str, idx: int, status: str, output: str, error: str, attempts: int,
-               duration_s: float, tokens: int | None, template_ref: str) -> None:
+               duration_s: float, tokens: int | None, template_ref: str, repairs: str = "") -> None:
         self.db.execute(
             "UPDATE batch_rows SET status=?, output=?, error=?, attempts=attempts+?, duration_s=?, tokens=?,"
-            " template_ref=?, updated_at=? WHERE job_id=? AND idx=?",
-            (status, output, error[:1000], attempts, duration_s, tokens, template_ref, time.time(), job_id, idx))
+            " template_ref=?, repairs=?, updated_at=? WHERE job_id=? AND idx=?",
+            (status, output, error[:1000], attempts, duration_s, tokens, template_ref, repairs[:2000], time.time(),
+             job_id, idx))
 
     def _log_failure(self, job_id: str, idx: int, exc: BaseException) -> None:
         if self._on_failure is not None:

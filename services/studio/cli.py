@@ -63,6 +63,18 @@ def _write_output(path: Path, frame: pd.DataFrame) -> None:
     os.replace(temp, path)
 
 
+def _print_failures(manager: BatchManager, job_id: str, failed: int, limit: int = 20) -> None:
+    """Which products failed and why: the row number, the product's own key columns, the attempts, the reason."""
+    frame = manager.rows(job_id, status="failed", limit=limit)
+    keys = [c for c in frame.columns if c.startswith("key:")]
+    for record in frame.to_dict("records"):
+        product = ", ".join(str(record[k]) for k in keys if str(record[k]).strip())
+        print(f"  row {record['row']}{f' ({product})' if product else ''} failed after "
+              f"{fmt.count(int(record['attempts']), 'attempt')}: {record['error']}", flush=True)
+    if failed > limit:
+        print(f"  … and {failed - limit} more failed rows (see the ai_status and ai_error columns)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     from services.config import load_settings
@@ -118,11 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     progress = manager.progress(job_id)
     _write_output(Path(args.output), manager.results_frame(job_id))
     if not args.quiet:
-        for row in manager.rows(job_id, status="failed", limit=20).itertuples(index=False):
-            print(f"  row {row.row} failed: {row.error}", flush=True)
+        _print_failures(manager, job_id, progress.failed)
     elapsed = time.monotonic() - started
+    attempts = manager.attempts(job_id)
+    finished = progress.finished_rows
+    per_row = f", {attempts / finished:.2f} requests per row" if finished else ""
     print(f"summary: {progress.done} done, {progress.failed} failed, {progress.pending + progress.running} not run, "
-          f"of {progress.total} rows in {elapsed:.1f} s; wrote {args.output}", flush=True)
+          f"of {progress.total} rows in {fmt.duration(elapsed)} ({progress.repaired} done after repair"
+          f"{per_row}); wrote {args.output}", flush=True)
     if interrupted:
         return 130
     return 0 if progress.done == progress.total else 1

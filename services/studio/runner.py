@@ -4,9 +4,11 @@ exactly ``concurrency`` workers that each hold at most one request, acting for t
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,9 +32,22 @@ class RowStore(Protocol):
     def _claim(self, job_id: str, idx: int) -> dict[str, Any] | None: ...
     def _release(self, job_id: str, idx: int) -> None: ...
     def _store(self, job_id: str, idx: int, status: str, output: str, error: str, attempts: int,
-               duration_s: float, tokens: int | None, template_ref: str) -> None: ...
+               duration_s: float, tokens: int | None, template_ref: str, repairs: str = "") -> None: ...
     def _log_failure(self, job_id: str, idx: int, exc: BaseException) -> None: ...
     def _runner_ended(self, runner: JobRunner) -> None: ...
+
+RATE_WINDOW_S = 60.0  # the ETA follows the rate of the last minute of this run (or since it started)
+LAST_ANSWER_CHARS = 240  # how much of a failed row's last answer its error keeps
+
+
+def failure_text(error: str, raw: str) -> str:
+    """A failed row's error, with the start of the model's last answer so a reader sees what was refused."""
+    if not raw.strip():
+        return error
+    snippet = " ".join(raw.split())
+    snippet = snippet if len(snippet) <= LAST_ANSWER_CHARS else snippet[: LAST_ANSWER_CHARS - 1] + "…"
+    return f"{error} · last answer: «{snippet}»"
+
 
 class JobRunner:
     """The threads of one running job."""
@@ -44,6 +59,7 @@ class JobRunner:
         self.gate = BackoffGate(base_s=manager.backoff_base_s, max_s=manager.backoff_max_s)
         self.started = time.monotonic()
         self.completed = 0
+        self._finished_at: deque[float] = deque(maxlen=500)
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -74,10 +90,18 @@ class JobRunner:
         threading.Thread(target=self._finish, name=f"batch-{self.job.id}-end", daemon=True).start()
 
     def rate(self) -> float | None:
-        elapsed = time.monotonic() - self.started
+        """Rows per second of this run only (a Retry failed run is measured on its own rows): over the last
+        ``RATE_WINDOW_S`` seconds once the run is that old, else since it started; None before a first row."""
+        now = time.monotonic()
         with self._lock:
+            recent = [t for t in self._finished_at if t >= now - RATE_WINDOW_S]
             done = self.completed
-        return done / elapsed if done and elapsed > 0 else None
+        elapsed = now - self.started
+        if not done or elapsed <= 0:
+            return None
+        if elapsed > RATE_WINDOW_S and recent:
+            return len(recent) / RATE_WINDOW_S
+        return done / elapsed
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -155,10 +179,13 @@ class JobRunner:
                 self.manager._release(self.job.id, idx)
                 continue
             tokens = result.stats.get("eval_count") if result.stats else None
-            self.manager._store(self.job.id, idx, "done" if result.ok else "failed", result.output, result.error,
-                                result.attempts, result.duration_s, tokens, result.template_ref)
+            error = "" if result.ok else failure_text(result.error, result.raw)
+            repairs = json.dumps(result.repairs, ensure_ascii=False) if result.repairs else ""
+            self.manager._store(self.job.id, idx, "done" if result.ok else "failed", result.output, error,
+                                result.attempts, result.duration_s, tokens, result.template_ref, repairs)
             with self._lock:
                 self.completed += 1
+                self._finished_at.append(time.monotonic())
 
     def _finish(self) -> None:
         for thread in self.threads:

@@ -5,6 +5,10 @@ text, quoted newlines, Excel workbooks) and refuses the rest with one precise se
 a header with blank or duplicate names, a row with more cells than the header, too many rows or bytes.
 Every value is kept as text, exactly as written (an EAN keeps its leading zeros).
 
+Every read is bounded before the expensive work: the upload's size; for a workbook, the sizes its zip
+declares once unzipped (a zip bomb is refused in milliseconds, and ``zipfile`` never inflates an entry past
+its declared size); then a streaming read that stops at the row and cell caps.
+
 Writing keeps every input column and neutralises cells a spreadsheet would run as a formula (starting
 with ``=``, ``+``, ``-``, ``@``, tab or carriage return) by prefixing an apostrophe (OWASP's advice).
 """
@@ -25,6 +29,9 @@ from services.errors import InvalidInput
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_ROWS = 100_000
 MAX_COLUMNS = 200
+MAX_CELLS = 3_000_000  # cells read, blank ones included: 100,000 products of 30 fields
+MAX_XLSX_UNZIPPED = 200 * 1000**2  # what a workbook's parts may add up to once unzipped
+MAX_XLSX_PARTS = 2_000
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -92,7 +99,12 @@ def _check_header(header: list[str]) -> list[str]:
 def _frame(rows: Iterable[Sequence[str]], header: list[str], *, first_line: int) -> pd.DataFrame:
     width = len(header)
     body: list[list[str]] = []
+    cells = width
     for offset, row in enumerate(rows):
+        cells += len(row)
+        if cells > MAX_CELLS:  # blank rows and padding count: reading them costs the same
+            raise InvalidInput(f"The file has more than {MAX_CELLS:,} cells (about {MAX_ROWS:,} products of 30 "
+                               "fields); split it or delete empty rows and columns.")
         if not any(cell.strip() for cell in row):
             continue  # blank lines (often trailing) are not products
         if len(body) >= MAX_ROWS:
@@ -128,9 +140,32 @@ def read_csv_bytes(data: bytes, source_name: str = "upload.csv") -> Table:
     return Table(frame, source_name, (f"encoding {encoding}", f"separator {shown}"))
 
 
+def check_xlsx_archive(data: bytes) -> None:
+    """Refuse a workbook whose zip declares more data than a catalogue can hold, before inflating anything.
+
+    ``zipfile`` (which openpyxl reads through) never inflates an entry past its declared size, so the sum
+    checked here bounds the work that follows.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise InvalidInput(f"This is not a readable Excel (.xlsx) workbook: {exc}") from None
+    if len(parts) > MAX_XLSX_PARTS:
+        raise InvalidInput(f"The workbook has {len(parts):,} parts; an Excel file has a few dozen. "
+                           "Save the sheet as CSV.")
+    unzipped = sum(part.file_size for part in parts)
+    if unzipped > MAX_XLSX_UNZIPPED:
+        raise InvalidInput(
+            f"The workbook unzips to {fmt.size(unzipped)} (from {fmt.size(len(data))}); the studio reads at most "
+            f"{fmt.size(MAX_XLSX_UNZIPPED)}. It is either damaged or built to be huge: save the sheet as CSV or "
+            "split it.")
+
+
 def read_xlsx_bytes(data: bytes, source_name: str = "upload.xlsx") -> Table:
     from openpyxl import load_workbook
 
+    check_xlsx_archive(data)
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
@@ -198,16 +233,19 @@ def read_table_file(path: str) -> Table:
         return read_table(handle.read(), os.path.basename(path))
 
 
-def require_columns(table: Table, mapping: dict[str, str | None], required: Iterable[str]) -> None:
-    """Every required field must be mapped to a column that really exists in the file."""
+def require_columns(table: Table, mapping: dict[str, str | None], required: Iterable[str],
+                    labels: dict[str, str] | None = None) -> None:
+    """Every required field must be mapped to a column that really exists in the file; fields are named with
+    the labels people see (``labels``), not their internal names."""
     columns = set(table.columns)
     for field_name in required:
+        label = (labels or {}).get(field_name, field_name)
         column = mapping.get(field_name)
         if not column:
-            raise InvalidInput(f"Map a column to the required field {field_name!r} "
+            raise InvalidInput(f"Map a column to the required field “{label}” "
                                f"(the file's columns are: {', '.join(table.columns)}).")
         if column not in columns:
-            raise InvalidInput(f"The column {column!r} mapped to {field_name!r} is not in the file.")
+            raise InvalidInput(f"The column {column!r} mapped to “{label}” is not in the file.")
 
 
 # ---- writing -----------------------------------------------------------------------------------------

@@ -1,11 +1,17 @@
-"""Versioned prompt templates: the shipped files in ``catalog/templates/`` (version 1) plus every version staff
-saved from the page, in ``<data dir>/templates/<task>.v<N>.toml``, never overwriting an older one. Every
-result carries the ``task@vN`` reference of the template that produced it.
+"""Versioned prompt templates: the shipped files in ``catalog/templates/`` (the current one per task, earlier
+shipped versions under ``catalog/templates/history/``) plus every version staff saved from the page, in
+``<data dir>/templates/<task>.v<N>.toml``, never overwriting an older one. Every result carries the
+``task@vN`` reference of the template that produced it.
+
+A template holds its prompt, its parameter preset, its stop sequences and one or two short examples of a
+good answer (few-shot): each example is sent as a user turn (the prompt filled with the example's fields)
+and an assistant turn (the answer), before the real product.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import tomllib
@@ -21,6 +27,36 @@ from services.errors import (
 from services.ollama.options import PRESETS, GenerationOptions
 from services.resources import TEMPLATES_DIR
 from services.studio.tasks import MAX_TEMPLATE_CHARS, PLACEHOLDER_RE, TASK_FIELDS, TASK_VARIABLES, TASKS
+
+MAX_EXAMPLES = 4
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One good answer for the few-shot turns: the fields it answers, and for which output language."""
+
+    inputs: dict[str, str]
+    answer: str
+    language: str = ""  # "" for any language
+
+    def validate(self, task: str) -> Example:
+        fields = {f.name for f in TASK_FIELDS.get(task, ())}
+        unknown = sorted(set(self.inputs) - fields)
+        if unknown:
+            raise InvalidInput(f"An example uses unknown field(s) {', '.join(unknown)}; this task reads "
+                               f"{', '.join(sorted(fields)) or 'no fields'}.")
+        if not self.answer.strip():
+            raise InvalidInput("An example has an empty answer.")
+        if len(self.answer) > MAX_TEMPLATE_CHARS // 4 or sum(len(v) for v in self.inputs.values()) > MAX_TEMPLATE_CHARS:
+            raise InvalidInput("An example is too long; keep examples short (they are sent with every request).")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Example:
+        return cls(inputs={str(k): str(v) for k, v in dict(data.get("inputs") or {}).items()},
+                   answer=str(data.get("answer", "")), language=str(data.get("language", "")))
 
 
 @dataclass(frozen=True)
@@ -38,13 +74,19 @@ class Template:
     source: str = "shipped"
     saved_at: str = ""
     saved_by: str = ""
+    stop: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
 
     @property
     def ref(self) -> str:
         return f"{self.task}@v{self.version}"
 
-    def options(self) -> dict[str, Any]:
-        return GenerationOptions.from_preset(self.preset, num_predict=self.num_predict).validate().to_ollama()
+    def options(self, num_predict: int | None = None) -> dict[str, Any]:
+        """The preset's sampling options, with ``num_predict`` (the template's, unless one is given) and stops."""
+        chosen = num_predict if num_predict is not None else self.num_predict
+        options = GenerationOptions.from_preset(self.preset, num_predict=chosen)
+        options.stop = list(self.stop)
+        return options.validate().to_ollama()
 
     def placeholders(self) -> set[str]:
         return set(PLACEHOLDER_RE.findall(self.system)) | set(PLACEHOLDER_RE.findall(self.prompt))
@@ -70,6 +112,12 @@ class Template:
             raise InvalidInput("max_attempts must be between 1 and 5.")
         if self.num_predict is not None and not 16 <= self.num_predict <= 8192:
             raise InvalidInput("num_predict must be between 16 and 8192 tokens.")
+        if len(self.stop) > 16 or any(not s or len(s) > 200 for s in self.stop):
+            raise InvalidInput("At most 16 stop sequences of 1 to 200 characters each.")
+        if len(self.examples) > MAX_EXAMPLES:
+            raise InvalidInput(f"At most {MAX_EXAMPLES} examples; one or two short ones work best.")
+        for example in self.examples:
+            example.validate(self.task)
         return self
 
     def to_toml(self) -> str:
@@ -81,6 +129,15 @@ class Template:
                 continue
             # JSON strings are valid TOML basic strings (same escapes), so round-trips are exact.
             lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        if self.stop:
+            lines.append(f"stop = {json.dumps(list(self.stop), ensure_ascii=False)}")
+        for example in self.examples:
+            lines += ["", "[[examples]]"]
+            if example.language:
+                lines.append(f"language = {json.dumps(example.language)}")
+            lines.append(f"answer = {json.dumps(example.answer, ensure_ascii=False)}")
+            lines.append("[examples.inputs]")
+            lines += [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in example.inputs.items()]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -97,6 +154,8 @@ class Template:
                 num_predict=int(data["num_predict"]) if data.get("num_predict") is not None else None,
                 max_attempts=int(data.get("max_attempts", 3)), source=source,
                 saved_at=str(data.get("saved_at", "")), saved_by=str(data.get("saved_by", "")),
+                stop=tuple(str(x) for x in data.get("stop", ())),
+                examples=tuple(Example.from_dict(e) for e in data.get("examples", ())),
             ).validate()
         except KeyError as exc:
             raise InvalidInput(f"Template file {source} lacks the key {exc}.") from None
@@ -106,7 +165,11 @@ class Template:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Template:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        """From ``as_dict`` (a job's stored template); jobs stored before stops and examples have neither."""
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        values["stop"] = tuple(values.get("stop") or ())
+        values["examples"] = tuple(Example.from_dict(e) for e in values.get("examples") or ())
+        return cls(**values)
 
 
 def allowed_placeholders(task: str) -> set[str]:
@@ -131,17 +194,24 @@ class TemplateStore:
             raise InvalidInput(f"Unknown task {task!r}.")
         found: dict[int, Template] = {}
         shipped = self.shipped_dir / f"{task}.toml"
-        if shipped.exists():
-            template = Template.from_toml(shipped.read_text(encoding="utf-8"), source="shipped")
-            found[template.version] = template
+        for path in [*sorted((self.shipped_dir / "history").glob(f"{task}.v*.toml")), shipped]:
+            if path.exists():
+                template = Template.from_toml(path.read_text(encoding="utf-8"), source="shipped")
+                found[template.version] = template
         if self.saved_dir.exists():
             for path in self.saved_dir.glob(f"{task}.v*.toml"):
                 try:
                     template = Template.from_toml(path.read_text(encoding="utf-8"), source="edited")
                 except (InvalidInput, OSError, ValueError):
                     continue  # a damaged file must not hide the other versions
-                if template.task == task:
-                    found[template.version] = template
+                if template.task != task:
+                    continue
+                if found.get(template.version, template).source == "shipped":
+                    # A version staff saved before this one shipped keeps its number: results made with it say
+                    # task@vN and must still mean it. The shipped one is still readable in catalog/templates/.
+                    log.warning("%s: the saved %s hides the shipped version with the same number; save the "
+                                "shipped text as a new version to use it.", path, template.ref)
+                found[template.version] = template
         if not found:
             raise InvalidInput(f"No template for the task {task!r} (expected {shipped}).")
         return [found[v] for v in sorted(found)]
@@ -159,8 +229,10 @@ class TemplateStore:
         raise InvalidInput(f"The {task} template has no version {version} (latest is {versions[-1].version}).")
 
     def save(self, task: str, *, system: str, prompt: str, preset: str, num_predict: int | None,
-             max_attempts: int, author: str) -> Template:
-        """Write the next version atomically; concurrent saves each get their own number."""
+             max_attempts: int, author: str, stop: tuple[str, ...] | None = None,
+             examples: tuple[Example, ...] | None = None) -> Template:
+        """Write the next version atomically; concurrent saves each get their own number. Stops and examples
+        not given are carried over from the latest version."""
         with self._lock:
             current = self.latest(task)
             template = Template(
@@ -168,10 +240,13 @@ class TemplateStore:
                 system=system.strip(), prompt=prompt.strip(), num_predict=num_predict,
                 max_attempts=max_attempts, source="edited",
                 saved_at=datetime.now(UTC).isoformat(timespec="seconds"), saved_by=author,
+                stop=current.stop if stop is None else tuple(stop),
+                examples=current.examples if examples is None else tuple(examples),
             ).validate()
             if template.system == current.system and template.prompt == current.prompt and (
-                    template.preset, template.num_predict, template.max_attempts) == (
-                    current.preset, current.num_predict, current.max_attempts):
+                    template.preset, template.num_predict, template.max_attempts, template.stop,
+                    template.examples) == (current.preset, current.num_predict, current.max_attempts,
+                                           current.stop, current.examples):
                 raise InvalidInput(f"Nothing changed since {current.ref}; no new version saved.")
             self.saved_dir.mkdir(parents=True, exist_ok=True)
             final = self.saved_dir / f"{task}.v{template.version}.toml"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.standin import StandinServer
 
@@ -60,15 +59,25 @@ class DashboardServer:
         found = [b for b in blocks if b.startswith("Traceback")]
         return [b for b in found if not (STREAMLIT_WEBSOCKET_RACE in b and not OUR_CODE.search(b))]
 
+    def warnings(self, *, allowed: tuple[str, ...] = ()) -> list[str]:
+        """Log lines at WARNING or above, and deprecations, less the ``allowed`` substrings."""
+        noisy = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|[Dd]eprecat")
+        return [line for line in self.log().splitlines()
+                if noisy.search(line) and not any(text in line for text in allowed)]
 
-def start_dashboard(env_overrides: dict[str, str], tmp: Path) -> DashboardServer:
+
+def start_dashboard(env_overrides: dict[str, str], tmp: Path, *, how: str = "serve") -> DashboardServer:
+    """Start the dashboard as people do: ``python serve.py`` (what ``make run`` and the image run) or
+    ``streamlit run app.py`` (how most Streamlit recipes start an app)."""
     port = free_port()
     data_dir = tmp / "data"
-    env = {**os.environ, "DASHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **env_overrides}
+    env = {**os.environ, "DASHBOARD_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1",
+           "DASHBOARD_METRICS_PORT": "0", **env_overrides}
     log_path = tmp / "streamlit.log"
     log = log_path.open("w")
+    starter = ["serve.py"] if how == "serve" else ["-m", "streamlit", "run", "app.py"]
     process = subprocess.Popen(
-        [sys.executable, "serve.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+        [sys.executable, *starter, "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -115,15 +124,11 @@ def dashboard(e2e_standin: StandinServer, tmp_path_factory: pytest.TempPathFacto
     yield server
     stop_dashboard(server)
     assert not server.tracebacks(), server.log()
+    assert not server.warnings(), server.log()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+# `browser` (one Chromium for the whole run) lives in tests/conftest.py: the image tier drives it too, and
+# Playwright's sync API allows one instance per thread.
 
 
 @pytest.fixture

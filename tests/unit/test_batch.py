@@ -69,7 +69,7 @@ def test_concurrency_is_never_exceeded_and_every_row_is_written(manager: BatchMa
     frame = manager.results_frame(job_id)
     assert list(frame.columns) == ["type", "nom", "prix", *result_column_names(["type", "nom", "prix"])]
     assert (frame["ai_status"] == "done").all() and (frame["ai_result"] == FR_REPLY).all()
-    assert set(frame["ai_template"]) == {"description@v1"}
+    assert set(frame["ai_template"]) == {"description@v2"}
     assert frame["nom"].tolist() == [f"Robe {i:04d}" for i in range(30)]  # file order kept
     assert names_requested(standin) == Counter({f"Robe {i:04d}": 1 for i in range(30)})
 
@@ -132,7 +132,7 @@ def test_busy_rows_fail_after_bounded_retries_then_retry_failed_only(manager: Ba
 def test_a_row_failing_its_check_is_failed_with_the_reason_and_the_batch_goes_on(
         manager: BatchManager, store: TemplateStore, standin: StandinServer) -> None:
     def responder(body: dict) -> str:
-        text = body["messages"][-1]["content"]
+        text = "\n".join(m["content"] for m in body["messages"])
         return "An English answer for this dress, which is not what we asked for." if "Robe 0001" in text \
             else FR_REPLY
 
@@ -144,6 +144,12 @@ def test_a_row_failing_its_check_is_failed_with_the_reason_and_the_batch_goes_on
     assert frame["ai_status"].tolist() == ["done", "failed", "done"]
     assert frame.loc[1, "ai_result"] == ""  # never written as good
     assert "looks English, not French" in frame.loc[1, "ai_error"] and frame.loc[1, "ai_attempts"] == 3
+    assert "last answer: «An English answer" in frame.loc[1, "ai_error"]  # what was refused, for the reader
+    # Each retry told the model what was wrong instead of sending the same prompt again.
+    retries = [r["body"]["messages"] for r in standin.state.requests_to("/api/chat")
+               if any("Robe 0001" in m["content"] for m in r["body"]["messages"])]
+    assert len(retries) == 3 and retries[0][-1]["content"].startswith("Write a")
+    assert all(m[-1]["content"] == "Your answer is in English: write it in French." for m in retries[1:])
 
 
 def test_cancel_stops_at_once_and_leaves_unfinished_rows_pending(manager: BatchManager, store: TemplateStore,
@@ -175,7 +181,7 @@ def test_a_dead_backend_fails_rows_without_hanging(tmp_path: Path, dead_backend:
 
 def test_invalid_jobs_write_nothing(manager: BatchManager, store: TemplateStore) -> None:
     table = make_table(3)
-    with pytest.raises(InvalidInput, match="required field 'product_type'"):
+    with pytest.raises(InvalidInput, match="required field “Product type”"):
         manager.create_job(table, template=store.latest("description"), model="llama3.2:1b", backend="standin",
                            params=TaskParams(), mapping={"name": "nom"}, concurrency=2, owner="t")
     with pytest.raises(InvalidInput, match="Concurrency"):

@@ -42,7 +42,7 @@ def test_a_catalogue_runs_end_to_end(standin: StandinServer, tmp_path: Path) -> 
     frame = pd.read_excel(out, dtype=str, keep_default_na=False)
     assert list(frame.columns)[:8] == ["sku", "product_type", "name", "colour", "material", "occasion", "price",
                                        "ean"]
-    assert (frame["ai_status"] == "done").all() and (frame["ai_template"] == "description@v1").all()
+    assert (frame["ai_status"] == "done").all() and (frame["ai_template"] == "description@v2").all()
     assert frame.loc[4, "name"].startswith("'=HYPERLINK(")
     assert not list(tmp_path.glob(".out.xlsx*"))  # no temporary file left behind
 
@@ -60,7 +60,7 @@ def test_exit_status_is_1_when_a_row_fails(standin: StandinServer, tmp_path: Pat
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--input", "missing_column.csv", "--task", "description"], "required field 'product_type'"),
+    (["--input", "missing_column.csv", "--task", "description"], "required field “Product type”"),
     (["--input", "empty.csv", "--task", "description"], "The file is empty."),
     (["--input", "products.csv", "--task", "description", "--map", "colour"], "expected FIELD=COLUMN"),
 ])

@@ -35,7 +35,8 @@ def store(tmp_path: Path) -> TemplateStore:
 def test_every_task_ships_a_valid_template_with_a_seed_preset(store: TemplateStore) -> None:
     for task in TASKS:
         template = store.latest(task)
-        assert template.version == 1 and template.source == "shipped"
+        assert template.source == "shipped" and [v.source for v in store.versions(task)] == ["shipped"] * \
+            template.version  # earlier shipped versions stay readable (old results name them)
         assert template.preset in PRESETS
         assert template.options()["temperature"] == PRESETS[template.preset]["temperature"]
     assert store.latest("classification").options()["top_k"] == 10
@@ -46,14 +47,16 @@ def test_saving_writes_a_new_version_and_never_overwrites(store: TemplateStore, 
     tricky = 'Décris {{product}} en {{language}}.\nGuillemets "doubles", antislash \\ et 🎀 emoji.'
     saved = store.save("description", system="Tu es rédacteur.", prompt=tricky, preset="enrichment",
                        num_predict=300, max_attempts=2, author="alice")
-    assert saved.ref == "description@v2"
+    assert saved.ref == "description@v3"
+    assert saved.examples == store.get("description", 2).examples  # carried over when not edited
     again = store.save("description", system="Tu es rédacteur.", prompt=tricky + " Court.", preset="enrichment",
                        num_predict=300, max_attempts=2, author="bob")
-    assert again.version == 3
+    assert again.version == 4
     versions = store.versions("description")
-    assert [v.version for v in versions] == [1, 2, 3]
-    assert versions[1].prompt == tricky and versions[1].saved_by == "alice"  # exact TOML round trip
-    assert (tmp_path / "templates" / "description.v2.toml").exists()
+    assert [v.version for v in versions] == [1, 2, 3, 4]
+    assert versions[2].prompt == tricky and versions[2].saved_by == "alice"  # exact TOML round trip
+    assert versions[2].examples == versions[1].examples and versions[2].stop == versions[1].stop
+    assert (tmp_path / "templates" / "description.v3.toml").exists()
     assert store.get("description", 1).source == "shipped"
     with pytest.raises(InvalidInput, match="Nothing changed"):
         store.save("description", system="Tu es rédacteur.", prompt=tricky + " Court.", preset="enrichment",
@@ -67,7 +70,7 @@ def test_unknown_placeholder_and_bad_preset_are_refused(store: TemplateStore) ->
     with pytest.raises(InvalidInput, match="preset"):
         store.save("description", system="", prompt="Describe {{product}}", preset="wild", num_predict=None,
                    max_attempts=3, author="x")
-    assert [v.version for v in store.versions("description")] == [1]
+    assert [v.version for v in store.versions("description")] == [1, 2]
 
 
 def test_render_inserts_values_as_data() -> None:
@@ -157,7 +160,7 @@ def test_extraction_sends_the_schema_as_format_and_validates(client: OllamaClien
     result = run_task(client, store.latest("extraction"), "llama3.2:1b", {"text": "Bouilloire 1,7 L, inox"},
                       TaskParams())
     assert result.ok, result.error
-    assert result.template_ref == "extraction@v1" and result.attempts == 1
+    assert result.template_ref == "extraction@v2" and result.attempts == 1
     body = standin.state.requests_to("/api/chat")[-1]["body"]
     assert body["format"] == extraction_schema()
     assert body["options"] == {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "num_predict": 800}

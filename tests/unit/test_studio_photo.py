@@ -25,7 +25,7 @@ def photo() -> str:
 def test_the_photo_goes_with_the_prompt_and_the_fields(tmp_path) -> None:
     template = TemplateStore(tmp_path).latest("description")
     plain = build_request(template, FIELDS, TaskParams())
-    with_photo = build_request(template, FIELDS, TaskParams(), [photo()])
+    with_photo = build_request(template, FIELDS, TaskParams(), images=[photo()])
     assert "images" not in plain.messages[-1]
     prompt = with_photo.messages[-1]
     assert prompt["content"] == plain.messages[-1]["content"] + "\n\n" + PHOTO_NOTE

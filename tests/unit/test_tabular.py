@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import io
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from openpyxl import Workbook, load_workbook
 
 from services.errors import InvalidInput
+from services.studio import tabular
 from services.studio.tabular import (
     MAX_ROWS,
+    MAX_UPLOAD_BYTES,
     neutralise,
     read_table,
     read_table_file,
@@ -86,9 +91,9 @@ def test_ragged_short_rows_are_padded_and_trailing_empty_cells_ignored() -> None
 
 def test_missing_required_column_message() -> None:
     table = read_table_file(str(FIXTURES / "missing_column.csv"))
-    with pytest.raises(InvalidInput, match=r"required field 'product_type'.*sku, name, price"):
-        require_columns(table, {"product_type": None}, ["product_type"])
-    with pytest.raises(InvalidInput, match="'Type' mapped to 'product_type' is not in the file"):
+    with pytest.raises(InvalidInput, match=r"required field “Product type”.*sku, name, price"):
+        require_columns(table, {"product_type": None}, ["product_type"], {"product_type": "Product type"})
+    with pytest.raises(InvalidInput, match="'Type' mapped to “product_type” is not in the file"):
         require_columns(table, {"product_type": "Type"}, ["product_type"])
 
 
@@ -134,3 +139,61 @@ def test_written_files_keep_every_column_and_never_carry_formulas() -> None:
     assert values[5][2] == "'=HYPERLINK(\"http://evil.example\",\"clic\")"
     assert values[5][7] == "'@SUM(A1)" and values[5][6] == "'-5"
     assert values[4][2] == "<script>alert('x')</script>"  # kept as inert text
+
+
+def _workbook_with_sheet(sheet_rows: Callable[[Any], None]) -> bytes:
+    """A real workbook whose first sheet's XML is written by ``sheet_rows`` (streamed, so it can be huge)."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["name", "type"])
+    plain = io.BytesIO()
+    book.save(plain)
+    source = zipfile.ZipFile(io.BytesIO(plain.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for info in source.infolist():
+            if info.filename != "xl/worksheets/sheet1.xml":
+                archive.writestr(info, source.read(info.filename))
+                continue
+            with archive.open(info.filename, "w", force_zip64=True) as sheet:
+                sheet.write(b'<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/'
+                            b'spreadsheetml/2006/main"><sheetData>'
+                            b'<row><c t="inlineStr"><is><t>name</t></is></c><c t="inlineStr"><is><t>type</t></is>'
+                            b'</c></row>')
+                sheet_rows(sheet)
+                sheet.write(b"</sheetData></worksheet>")
+    return out.getvalue()
+
+
+def test_an_xlsx_zip_bomb_is_refused_from_its_declared_sizes() -> None:
+    """A few MB on disk that unzip to 300 MB of sheet XML: refused before anything is inflated."""
+    row = b'<row><c t="inlineStr"><is><t>x</t></is></c><c t="inlineStr"><is><t>y</t></is></c></row>' * 1000
+
+    def huge(sheet: Any) -> None:
+        for _ in range(300_000_000 // len(row)):
+            sheet.write(row)
+
+    bomb = _workbook_with_sheet(huge)
+    assert len(bomb) < MAX_UPLOAD_BYTES // 4  # small enough to pass the upload limit
+    with pytest.raises(InvalidInput, match=r"unzips to 29\d MB .*reads at most 200 MB"):
+        read_table(bomb, "catalogue.xlsx")
+
+
+def test_the_cell_cap_stops_a_streaming_read_even_on_blank_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tabular, "MAX_CELLS", 1_000)
+    blank_rows = _workbook_with_sheet(lambda sheet: sheet.write(b"<row><c/><c/></row>" * 2_000))
+    with pytest.raises(InvalidInput, match="more than 1,000 cells"):
+        read_table(blank_rows, "catalogue.xlsx")
+    many = b"name;type\n" + b"Robe;robe\n" * 600
+    with pytest.raises(InvalidInput, match="more than 1,000 cells"):
+        read_table(many, "catalogue.csv")
+
+
+def test_a_workbook_of_too_many_parts_is_refused() -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for index in range(2_001):
+            archive.writestr(f"xl/part{index}.xml", b"")
+    with pytest.raises(InvalidInput, match="2,001 parts"):
+        read_table(out.getvalue(), "catalogue.xlsx")
