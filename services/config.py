@@ -136,7 +136,7 @@ class Settings:
     load_timeout_s: float = 600.0
     stall_timeout_s: float = 120.0
     stream_interval_s: float = 0.05
-    stream_interval_per_char_s: float = 1e-5
+    stream_interval_per_char_s: float = 2e-6
     slow_response_ms: float = 5000.0
     metrics_port: int = 9464
     prometheus_url: str = ""
@@ -343,7 +343,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         load_timeout_s=_float(env, "DASHBOARD_LOAD_TIMEOUT", 600.0),
         stall_timeout_s=_float(env, "DASHBOARD_STALL_TIMEOUT", 120.0),
         stream_interval_s=_float(env, "DASHBOARD_STREAM_INTERVAL_MS", 50.0) / 1000.0,
-        stream_interval_per_char_s=_float(env, "DASHBOARD_STREAM_INTERVAL_US_PER_CHAR", 10.0, allow_zero=True) / 1e6,
+        stream_interval_per_char_s=_float(env, "DASHBOARD_STREAM_INTERVAL_US_PER_CHAR", 2.0, allow_zero=True) / 1e6,
         slow_response_ms=_float(env, "DASHBOARD_SLOW_MS", 5000.0),
         metrics_port=int(port_text),
         prometheus_url=env.get("PROMETHEUS_URL", "").strip(),
