@@ -3,9 +3,9 @@
 Each factory is an ``st.cache_resource`` (one object per process, shared by every session, never holding
 a person): the startup check and settings, the database, the ``/metrics`` exporter, the prober and its
 history, the wall's activity window and alert feed, the audit log, the pull and batch managers, the
-template store and deck library, and one page client per backend. ``lifespan`` is the ``st.App``
-lifespan: it runs the startup checks and starts the prober, the exporter and the job runners (an
-interrupted batch resumes) when the server starts, before any browser connects, and stops them when it
+template store and deck library, the chat history store, and one page client per backend. ``lifespan`` is
+the ``st.App`` lifespan: it runs the startup checks and starts the prober, the exporter and the job runners
+(an interrupted batch resumes) when the server starts, before any browser connects, and stops them when it
 stops. Nothing process-wide lives in a module global.
 """
 
@@ -23,6 +23,7 @@ import streamlit as st
 
 from services.access.audit import AuditLog
 from services.access.startup import StartupCheck, check_start
+from services.chat.history import ChatStore
 from services.config import Backend, Settings
 from services.connections import ClientPool, connect
 from services.db import Database
@@ -123,6 +124,14 @@ def batch_manager() -> BatchManager:
 
 
 @st.cache_resource(show_spinner=False)
+def chat_store() -> ChatStore:
+    """Everyone's conversations (each person sees only their own); retention and the cap apply from the start."""
+    current = settings()
+    return ChatStore(database(), retention_days=current.chat_retention_days,
+                     max_per_owner=current.chat_max_conversations)
+
+
+@st.cache_resource(show_spinner=False)
 def template_store() -> TemplateStore:
     return TemplateStore(settings().data_dir)
 
@@ -151,6 +160,7 @@ def start_process_services() -> StartupCheck:
     activity()  # the wall's five-minute window starts with the process
     pull_manager()  # marks pulls of a previous process interrupted
     batch_manager()  # resumes interrupted batches
+    chat_store()  # applies the chat retention and cap, and closes replies a previous process left streaming
     return check
 
 

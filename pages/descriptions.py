@@ -11,10 +11,12 @@ from typing import Any
 
 import streamlit as st
 
+from components import chat as chat_view
 from components import session, studio
 from components.router import enter_page
 from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
+from services.images import FILE_TYPES, MAX_UPLOAD_MB, clean_image, require_vision
 from services.ollama.client import OllamaClient
 from services.safe_text import plain_label
 from services.studio.engine import Attempt, TaskResult, run_task
@@ -81,9 +83,43 @@ def mapping_inputs(prefix: str) -> dict[str, Any]:
 
 
 def run_one(model: str, task: str, template: Any, inputs: dict[str, Any], params: TaskParams,
-            client: OllamaClient | None = None, on_attempt: Callable[[Attempt], None] | None = None) -> TaskResult:
+            client: OllamaClient | None = None, on_attempt: Callable[[Attempt], None] | None = None,
+            images: list[str] | None = None) -> TaskResult:
     """One product through one task; ``client`` is fetched on the script thread when not given."""
-    return run_task(client or session.get_client(backend), template, model, inputs, params, on_attempt=on_attempt)
+    return run_task(client or session.get_client(backend), template, model, inputs, params, on_attempt=on_attempt,
+                    images=images or ())
+
+
+PHOTO_TASKS = ("description", "extraction", "classification")
+
+
+def photo_input(task: str, model: str | None) -> list[str] | None:
+    """An optional product photo, checked like a chat picture: raw base64 to send, [] without one, None (the
+    reason shown) when it is refused, including for a model without the vision capability."""
+    if task not in PHOTO_TASKS:
+        return []
+    uploaded = st.file_uploader("Product photo (optional, for a vision model)", type=list(FILE_TYPES),
+                                key="studio.single.photo", max_upload_size=MAX_UPLOAD_MB,
+                                help="PNG, JPEG or WebP. The output then uses what the photo shows plus the fields.")
+    if uploaded is None:
+        return []
+    cached = st.session_state.get("studio.single.photo_clean")
+    if cached is None or cached[0] != uploaded.file_id:
+        try:
+            cached = (uploaded.file_id, clean_image(uploaded.getvalue(), uploaded.name))
+        except InvalidInput as exc:
+            cached = (uploaded.file_id, str(exc))
+        st.session_state["studio.single.photo_clean"] = cached
+    try:
+        if isinstance(cached[1], str):
+            raise InvalidInput(cached[1])
+        if model:
+            require_vision(model, chat_view.model_capabilities(backend, model, session.installed_models(backend)), 1)
+    except DashboardError as exc:
+        st.error(user_message(exc), icon=":material/hide_image:")
+        return None
+    st.image(cached[1].thumbnail, width=160, caption=cached[1].describe())
+    return [cached[1].base64()]
 
 
 # ---- single product ------------------------------------------------------------------------------------
@@ -150,8 +186,10 @@ def single_mode() -> None:
     if gathered is None:
         return
     inputs, params = gathered
-    request = single_request(task, model, template, inputs, params)
+    photos = photo_input(task, model)  # None: refused (the reason is shown), so Generate is off
+    request = single_request(task, model if photos is not None else None, template, inputs, params)
     if request is not None:
+        request.setdefault("images", photos or [])  # a Regenerate keeps the photo it was first run with
         single_run(request)
     single_result()
 

@@ -138,7 +138,7 @@ class Settings:
     load_timeout_s: float = 600.0
     stall_timeout_s: float = 120.0
     stream_interval_s: float = 0.05
-    stream_interval_per_char_s: float = 1e-5
+    stream_interval_per_char_s: float = 2e-6
     slow_response_ms: float = 5000.0
     metrics_port: int = 9464
     prometheus_url: str = ""
@@ -154,6 +154,10 @@ class Settings:
     panels_file: Path = PANELS_FILE
     prometheus_timeout_s: float = 5.0
     timezone: str = ""  # DASHBOARD_TZ, an IANA name; "" is the server's own zone
+    # Chat history: conversations kept per person, removed after this many days without activity,
+    # and at most this many per person (the oldest go first).
+    chat_retention_days: float = 90.0
+    chat_max_conversations: int = 2_000
 
     def zone(self) -> tzinfo:
         """The zone clocks are shown in: ``DASHBOARD_TZ``, else the server's local zone."""
@@ -361,7 +365,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         load_timeout_s=_float(env, "DASHBOARD_LOAD_TIMEOUT", 600.0),
         stall_timeout_s=_float(env, "DASHBOARD_STALL_TIMEOUT", 120.0),
         stream_interval_s=_float(env, "DASHBOARD_STREAM_INTERVAL_MS", 50.0) / 1000.0,
-        stream_interval_per_char_s=_float(env, "DASHBOARD_STREAM_INTERVAL_US_PER_CHAR", 10.0, allow_zero=True) / 1e6,
+        stream_interval_per_char_s=_float(env, "DASHBOARD_STREAM_INTERVAL_US_PER_CHAR", 2.0, allow_zero=True) / 1e6,
         slow_response_ms=_float(env, "DASHBOARD_SLOW_MS", 5000.0),
         metrics_port=int(port_text),
         prometheus_url=env.get("PROMETHEUS_URL", "").strip(),
@@ -377,4 +381,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         panels_file=Path(env.get("DASHBOARD_PANELS_FILE", "").strip() or PANELS_FILE),
         prometheus_timeout_s=_float(env, "DASHBOARD_PROMETHEUS_TIMEOUT", 5.0),
         timezone=_timezone(env),
+        chat_retention_days=_days(env, "DASHBOARD_CHAT_RETENTION_DAYS", 90.0),
+        chat_max_conversations=_count(env, "DASHBOARD_CHAT_MAX_CONVERSATIONS", 2_000),
     )
+
+
+def _days(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise InvalidInput(f"{key} must be a number of days, not {raw!r}.") from None
+    if not value > 0 or value == float("inf"):
+        raise InvalidInput(f"{key} must be a positive number of days, not {raw!r}.")
+    return value
+
+
+def _count(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"{key} must be a whole number of at least 1, not {raw!r}.")
+    return int(raw)

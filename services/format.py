@@ -136,3 +136,23 @@ def unload_phrase(seconds_left: float | None) -> str:
     if seconds_left <= 0:
         return "unloading now"
     return f"unloads in {duration(seconds_left)}"
+
+
+def ago(seconds: float | None) -> str:
+    """How long ago something last happened, coarse enough for a list (the chat history).
+
+    >>> ago(20), ago(125), ago(3 * 3600 + 50), ago(26 * 3600), ago(40 * 86400), ago(None)
+    ('just now', '2 min ago', '3 h ago', 'yesterday', '40 days ago', '–')
+    """
+    if seconds is None or math.isnan(seconds):
+        return MISSING
+    whole = max(int(seconds), 0)
+    if whole < 60:
+        return "just now"
+    if whole < 3600:
+        return f"{whole // 60} min ago"
+    if whole < 86_400:
+        return f"{whole // 3600} h ago"
+    if whole < 2 * 86_400:
+        return "yesterday"
+    return f"{whole // 86_400} days ago"

@@ -1,4 +1,5 @@
-"""The append-only audit log of costly or destructive model actions (pull, delete, copy, load, unload).
+"""The append-only audit log of costly or destructive actions: model pull, delete, copy, load, unload and create
+(Save as model), and conversation deletes (who deleted which conversation, never its content).
 
 One row per event in the shared SQLite file: who, when, backend, model, action, outcome. SQLite
 triggers refuse UPDATE and DELETE, so a bug elsewhere (or a curious admin with the page) cannot
@@ -13,8 +14,8 @@ from typing import Literal
 
 from services.db import Database
 
-Action = Literal["pull", "delete", "copy", "load", "unload"]
-ACTIONS: tuple[Action, ...] = ("pull", "delete", "copy", "load", "unload")
+Action = Literal["pull", "delete", "copy", "load", "unload", "create", "delete_conversation"]
+ACTIONS: tuple[Action, ...] = ("pull", "delete", "copy", "load", "unload", "create", "delete_conversation")
 MAX_FIELD = 2_000
 
 _SCHEMA = (

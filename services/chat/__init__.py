@@ -1,1 +1,2 @@
-"""The chat playground's domain: a conversation, its turns and how they ended, and its exports."""
+"""The chat playground: a conversation and its exports (conversation), the tree of messages and titles (tree),
+conversations kept per person (history), and starting prompts (starters)."""

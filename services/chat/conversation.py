@@ -1,14 +1,15 @@
 """The chat playground's conversation: its turns, how each ended, its figures and its exports.
 
 The options a turn was sent with (``services.ollama.options``) are recorded on it, so an export says
-exactly how each reply was made.
+exactly how each reply was made. A ``Conversation`` is one path through a stored conversation's tree
+(``services.chat.history``): each turn names its parent, and pictures are referred to by id.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -48,11 +49,13 @@ class ChatTurn:
     stats: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    parent_id: str | None = None
+    images: list[str] = field(default_factory=list)  # ids of the pictures attached to a user turn
 
 
 @dataclass
 class Conversation:
-    """What one browser session has said to the models; lives in ``st.session_state`` only."""
+    """One path of a conversation: the system prompt and the turns from the first message to a leaf."""
 
     system_prompt: str = ""
     turns: list[ChatTurn] = field(default_factory=list)
@@ -68,50 +71,53 @@ class Conversation:
         self.turns.append(turn)
         return turn
 
-    def messages_for_request(self) -> list[dict[str, str]]:
-        """The history as Ollama's messages; failed replies with no text are left out."""
-        messages: list[dict[str, str]] = []
+    def messages_for_request(self, pictures: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """The history as Ollama's messages; failed replies with no text are left out.
+
+        ``pictures`` maps a picture id to its raw base64, for the user turns that carry pictures.
+        """
+        messages: list[dict[str, Any]] = []
         if self.system_prompt.strip():
             messages.append({"role": "system", "content": self.system_prompt})
         for turn in self.turns:
             if turn.role == "assistant" and (turn.status == "streaming" or not turn.content):
                 continue
-            messages.append({"role": turn.role, "content": turn.content})
+            message: dict[str, Any] = {"role": turn.role, "content": turn.content}
+            if turn.images and pictures is not None:
+                message["images"] = [pictures[i] for i in turn.images if i in pictures]
+            messages.append(message)
         return messages
 
-    def clear(self) -> None:
-        self.turns.clear()
+    @property
+    def picture_count(self) -> int:
+        return sum(len(t.images) for t in self.turns)
 
-    def settle(self, timeout_s: float = 1.5, poll_s: float = 0.01) -> None:
-        """Wait for a reply still marked streaming to finish, then call what is left stopped.
-
-        Streamlit's fast reruns start the new run on a fresh thread while the interrupted one is still
-        unwinding; the old run marks its turn within one UI update (about 50 ms) of the stop request.
-        """
-        deadline = time.monotonic() + timeout_s
-        while any(t.status == "streaming" for t in self.turns) and time.monotonic() < deadline:
-            time.sleep(poll_s)
-        for turn in self.turns:
-            if turn.status == "streaming":
-                turn.status = "stopped"
-
-    def to_json(self, *, exported_by: str = "ollama-operator-dashboard") -> str:
-        document = {
+    def to_json(self, *, exported_by: str = "ollama-operator-dashboard", title: str = "",
+                pictures: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+        """The whole path as JSON; ``pictures`` (id -> name, mime, size, base64 data) are embedded."""
+        document: dict[str, Any] = {
             "format": "ollama-dashboard-conversation/1",
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "exported_by": exported_by,
+            "title": title,
             "system_prompt": self.system_prompt,
             "turns": [asdict(t) for t in self.turns],
         }
+        if pictures:
+            document["pictures"] = {key: dict(value) for key, value in pictures.items()}
         return json.dumps(document, indent=2, ensure_ascii=False)
 
-    def to_markdown(self) -> str:
-        lines = ["# Conversation", "", f"Exported {datetime.now(UTC).isoformat(timespec='seconds')}", ""]
+    def to_markdown(self, *, title: str = "", pictures: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+        lines = [f"# {title or 'Conversation'}", "", f"Exported {datetime.now(UTC).isoformat(timespec='seconds')}", ""]
         if self.system_prompt.strip():
             lines += ["## System prompt", "", self.system_prompt, ""]
         for turn in self.turns:
             if turn.role == "user":
                 lines += ["## User", "", turn.content, ""]
+                for picture in turn.images:
+                    info = (pictures or {}).get(picture, {})
+                    lines += [f"_Picture: {info.get('name', picture)} ({info.get('width', '?')} × "
+                              f"{info.get('height', '?')} px)_", ""]
                 continue
             lines += [f"## Assistant ({turn.model}, digest {turn.digest[:12] or 'unknown'})", ""]
             if turn.thinking:

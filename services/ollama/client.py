@@ -231,6 +231,29 @@ class OllamaClient:
     def delete(self, model: str) -> None:
         self._send("DELETE", "/api/delete", {"model": validate_model_name(model)})
 
+    def create(
+        self,
+        model: str,
+        *,
+        from_model: str,
+        system: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        template: str | None = None,
+    ) -> NDJSONStream:
+        """Create ``model`` from an installed one with a system prompt and parameters (``ollama create``).
+
+        Streams free-text statuses ("using existing layer sha256:…", "writing manifest") and ends with
+        ``{"status": "success"}``. Ollama replaces a model of the same name without asking: callers ask first.
+        """
+        body: dict[str, Any] = {"model": validate_model_name(model), "from": validate_model_name(from_model)}
+        if system is not None:
+            body["system"] = system
+        if parameters:
+            body["parameters"] = dict(parameters)
+        if template is not None:
+            body["template"] = template
+        return self.stream("/api/create", body, is_final=lambda line: line.get("status") == "success")
+
     def copy(self, source: str, destination: str) -> None:
         self._send("POST", "/api/copy", {"source": validate_model_name(source),
                                          "destination": validate_model_name(destination)})

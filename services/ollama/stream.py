@@ -218,7 +218,7 @@ def stream_updates(
     *,
     model: str,
     interval_s: float = 0.05,
-    interval_per_char_s: float = 1e-5,
+    interval_per_char_s: float = 2e-6,
     heartbeat_s: float = 0.25,
     clock: Callable[[], float] = time.perf_counter,
     record_metrics: bool = True,
@@ -237,7 +237,8 @@ def stream_updates(
         finished = False
         while not finished:
             # Each update re-sends and re-renders the whole text, so the pause between updates grows with it
-            # (10 µs a character: 50 ms up to 5,000 characters, 200 ms at 20,000): total work stays linear.
+            # (2 µs a character: 50 ms up to 25,000 characters, 200 ms at 100,000), so total work stays linear
+            # on very long replies; bench_chat measured 10 µs losing to a fixed 50 ms on 3,000-token replies.
             pause = max(interval_s, collector.content_chars * interval_per_char_s)
             wait = heartbeat_s if collector.waiting else max(pause - (clock() - last_emit), 0.001)
             try:

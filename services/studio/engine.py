@@ -17,7 +17,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -52,9 +52,13 @@ MAX_FEW_SHOT = 2
 MAX_ECHOED_ANSWER = 1_500  # the failed answer sent back with the feedback, at most
 
 
+PHOTO_NOTE = ("A photo of the product is attached: use what it shows (type, colour, material, style) together with "
+              "the product data above, and do not contradict either.")
+
+
 @dataclass(frozen=True)
 class TaskRequest:
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     options: dict[str, Any]
     format: dict[str, Any] | None = None
     headers: list[str] | None = None
@@ -148,7 +152,9 @@ def _example_fits(task: str, example: Example, params: TaskParams, taxonomy: Tax
 
 
 def build_request(template: Template, inputs: Mapping[str, Any], params: TaskParams, *,
-                  taxonomy: Taxonomy | None = None) -> TaskRequest:
+                  taxonomy: Taxonomy | None = None, images: Sequence[str] = ()) -> TaskRequest:
+    """The request for one product; ``images`` (raw base64 pictures, checked by ``services.images``) go with the
+    prompt, for a vision model."""
     task = template.task
     params.validate()
     taxonomy = taxonomy or default_taxonomy()
@@ -175,7 +181,11 @@ def build_request(template: Template, inputs: Mapping[str, Any], params: TaskPar
         messages.append({"role": "system", "content": system})
     if task != "column_mapping":
         messages += few_shot_turns(template, params, taxonomy)
-    messages.append({"role": "user", "content": render(template.prompt, values).strip()})
+    prompt: dict[str, Any] = {"role": "user", "content": render(template.prompt, values).strip()}
+    if images:
+        prompt["content"] += "\n\n" + PHOTO_NOTE
+        prompt["images"] = list(images)
+    messages.append(prompt)
     options = template.options(derive_num_predict(template, params, values))
     return TaskRequest(messages=messages, options=options, format=fmt, headers=headers,
                        source_text=str(values.get("text", "")), shortlist=shortlist)
@@ -290,16 +300,18 @@ def run_task(
     feedback: bool = True,
     taxonomy: Taxonomy | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
+    images: Sequence[str] = (),
 ) -> TaskResult:
     """Run one product through a task: generate, repair, check, and retry with feedback a bounded number of
     times; never raises for a backend or model failure. ``repair``/``feedback`` False is the engine without
-    those steps (the benchmark's baseline). ``on_attempt`` streams each attempt to a live view."""
+    those steps (the benchmark's baseline). ``on_attempt`` streams each attempt to a live view. ``images`` are
+    raw base64 pictures sent with the prompt (a product photo, for a vision model)."""
     result = TaskResult(task=template.task, template_ref=template.ref, model=model, ok=False)
     started = time.perf_counter()
     gate = gate or BackoffGate()
     taxonomy = taxonomy or default_taxonomy()
     try:
-        request = build_request(template, inputs, params, taxonomy=taxonomy)
+        request = build_request(template, inputs, params, taxonomy=taxonomy, images=images)
     except InvalidInput as exc:
         result.error = str(exc)
         return result

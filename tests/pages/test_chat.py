@@ -11,14 +11,21 @@ from services.chat.conversation import Conversation
 from tests.standin import StandinServer
 
 CHAT = "pages/chat.py"
+# The chat page draws its panels' widgets only while they are open.
+PANELS = {"chat.params_open": True, "chat.save_open": True, "chat.menu_open": True}
 
 
 def send(at: AppTest, text: str) -> AppTest:
     return at.chat_input(key="chat.input").set_value(text).run()
 
 
-def conversation(at: AppTest) -> Conversation:
-    return at.session_state["chat.conversation"]
+def conversation(at: AppTest, owner: str = "local") -> Conversation:
+    """The branch the page shows, read back from the store (what a reload would show)."""
+    from components import runtime
+
+    stored = runtime.chat_store().get(owner, at.session_state["chat.conversation_id"])
+    assert stored is not None
+    return stored.conversation()
 
 
 def page_text(at: AppTest) -> str:
@@ -31,7 +38,7 @@ def assert_no_html(at: AppTest) -> None:
 
 
 def test_model_picker_lists_installed_chat_models(open_page: Callable[..., AppTest]) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     assert not at.exception
     assert at.selectbox(key="chat.model").options == ["llama3.2:1b", "qwen3:0.6b", "phi3:mini"]
 
@@ -39,7 +46,7 @@ def test_model_picker_lists_installed_chat_models(open_page: Callable[..., AppTe
 def test_a_reply_streams_with_stats_that_match_ollamas_counters(
     open_page: Callable[..., AppTest], app_env: StandinServer
 ) -> None:
-    at = send(open_page(CHAT), "Describe a red evening dress")
+    at = send(open_page(CHAT, session_state=PANELS), "Describe a red evening dress")
     assert not at.exception
     user, reply = conversation(at).turns
     assert user.content == "Describe a red evening dress"
@@ -53,7 +60,7 @@ def test_a_reply_streams_with_stats_that_match_ollamas_counters(
 
 
 def test_presets_set_the_options_that_are_sent(open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.segmented_control(key="chat.preset").set_value("classification").run()
     assert (at.slider(key="chat.temperature").value, at.slider(key="chat.top_p").value,
             at.number_input(key="chat.top_k").value) == (0.1, 0.5, 10)
@@ -66,7 +73,7 @@ def test_presets_set_the_options_that_are_sent(open_page: Callable[..., AppTest]
 
 
 def test_multi_turn_history_is_sent_back(open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.text_area(key="chat.system").set_value("Answer in French.").run()
     send(at, "first")
     send(at, "second")
@@ -79,7 +86,7 @@ def test_multi_turn_history_is_sent_back(open_page: Callable[..., AppTest], app_
 def test_model_output_is_never_html_nor_an_image(open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
     app_env.state.configure(replies={"payload": "<script>alert(1)</script> ![x](https://evil.example/x.png) "
                                                 "[y](javascript:alert(2)) costs $5"})
-    at = send(open_page(CHAT), "payload please")
+    at = send(open_page(CHAT, session_state=PANELS), "payload please")
     rendered = at.markdown[-1].value if "costs" in at.markdown[-1].value else page_text(at)
     assert "\\<script>" in rendered and "!\\[x]" in rendered and "](javascript" not in rendered
     assert "\\$5" in rendered
@@ -87,7 +94,7 @@ def test_model_output_is_never_html_nor_an_image(open_page: Callable[..., AppTes
 
 
 def test_thinking_is_shown_apart_and_collapsed(open_page: Callable[..., AppTest]) -> None:
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     at.selectbox(key="chat.model").set_value("qwen3:0.6b").run()
     send(at, "think about it")
     reply = conversation(at).turns[-1]
@@ -105,7 +112,7 @@ def test_thinking_is_shown_apart_and_collapsed(open_page: Callable[..., AppTest]
 def test_faults_after_tokens_keep_the_partial_reply(
     open_page: Callable[..., AppTest], app_env: StandinServer, fault: str, expected: str
 ) -> None:
-    at = send(open_page(CHAT), "first question")
+    at = send(open_page(CHAT, session_state=PANELS), "first question")
     app_env.state.configure(fault=fault, fault_after=4, stall_s=4)
     at = send(at, "second question")
     assert not at.exception
@@ -118,7 +125,7 @@ def test_faults_after_tokens_keep_the_partial_reply(
 
 def test_busy_backend_says_so(open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
     app_env.state.configure(fault="busy")
-    at = send(open_page(CHAT), "hello")
+    at = send(open_page(CHAT, session_state=PANELS), "hello")
     assert "is busy" in page_text(at) and not at.exception
     assert conversation(at).turns[0].content == "hello"
 
@@ -126,7 +133,7 @@ def test_busy_backend_says_so(open_page: Callable[..., AppTest], app_env: Standi
 def test_a_model_deleted_mid_session_explains_itself(
     open_page: Callable[..., AppTest], app_env: StandinServer
 ) -> None:
-    at = send(open_page(CHAT), "hello")
+    at = send(open_page(CHAT, session_state=PANELS), "hello")
     del app_env.state.models["llama3.2:1b"]
     at.session_state["chat.input"] = None
     from components import session
@@ -140,14 +147,14 @@ def test_a_model_deleted_mid_session_explains_itself(
 
 def test_a_cold_load_is_reported_as_such(open_page: Callable[..., AppTest], app_env: StandinServer) -> None:
     app_env.state.configure(load_delay_s=1.0)
-    at = send(open_page(CHAT), "wake up")
+    at = send(open_page(CHAT, session_state=PANELS), "wake up")
     assert "cold start: model load 1." in page_text(at)
 
 
 def test_long_prompt_works_and_empty_prompt_is_refused(
     open_page: Callable[..., AppTest], app_env: StandinServer
 ) -> None:
-    at = send(open_page(CHAT), "x" * 20_000)
+    at = send(open_page(CHAT, session_state=PANELS), "x" * 20_000)
     assert conversation(at).turns[-1].status == "complete"
     assert len(app_env.state.requests_to("/api/chat")[-1]["body"]["messages"][0]["content"]) == 20_000
     at = send(at, "   ")
@@ -159,19 +166,21 @@ def test_backend_down_shows_what_to_do_and_no_traceback(
     open_page: Callable[..., AppTest], app_env: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
-    at = open_page(CHAT)
+    at = open_page(CHAT, session_state=PANELS)
     assert not at.exception
     shown = page_text(at).replace("\\", "")  # labels are Markdown-escaped; the browser shows them plain
     assert "Ollama is not reachable at http://127.0.0.1:9" in shown and "Connection refused" in shown
     assert at.chat_input(key="chat.input").disabled
 
 
-def test_clear_and_export(open_page: Callable[..., AppTest]) -> None:
-    at = send(open_page(CHAT), "hello")
-    assert at.session_state["chat.conversation"].to_json().count('"role"') == 2
-    clear = next(b for b in at.button if b.label == "Clear conversation")
-    at = clear.click().run()
-    assert conversation(at).turns == []
+def test_a_new_conversation_keeps_the_previous_one(open_page: Callable[..., AppTest]) -> None:
+    at = send(open_page(CHAT, session_state=PANELS), "hello")
+    assert at.session_state["chat.conversation_id"]
+    assert [b.label for b in at.download_button] == ["Export Markdown", "Export JSON"]
+    at = at.sidebar.button(key="chat.new").click().run()
+    assert at.session_state["chat.conversation_id"] is None and not at.chat_message
+    assert at.sidebar.radio(key="chat.list").value is None and len(at.sidebar.radio(key="chat.list").options) == 1
+    assert at.sidebar.radio(key="chat.list").options[0].startswith("hello")
 
 
 def test_a_viewer_cannot_chat_even_by_calling_the_page(app_env: StandinServer) -> None:

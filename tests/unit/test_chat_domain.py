@@ -94,23 +94,3 @@ def test_stats_line_reports_ollamas_own_figures() -> None:
                     "stopped at the token limit")
     assert format_stats_line({"time_to_first_token_s": 1.5, "prompt_eval_count": 1, "eval_count": 1}) == (
         "first token 1.50 s · 1 token · prompt 1 token")
-
-
-def test_settle_waits_for_the_interrupted_run_then_marks_leftovers_stopped() -> None:
-    import threading
-
-    conversation = Conversation()
-    conversation.add_user("hi")
-    unwinding = conversation.start_assistant(model="m", digest="", backend="b", options={})
-
-    def old_run_unwinds() -> None:
-        unwinding.content = "partial"
-        unwinding.status = "stopped"
-
-    timer = threading.Timer(0.1, old_run_unwinds)
-    timer.start()
-    conversation.settle(timeout_s=2)
-    assert unwinding.status == "stopped" and unwinding.content == "partial"
-    orphan = conversation.start_assistant(model="m", digest="", backend="b", options={})
-    conversation.settle(timeout_s=0.05)
-    assert orphan.status == "stopped"
