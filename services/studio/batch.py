@@ -210,13 +210,21 @@ class BatchManager(batch_read.BatchReader):
 
     def shutdown(self, timeout_s: float = 5.0, *, release: bool = True) -> None:
         """Stop every runner without changing job states and release the leases, so that the next process
-        (or this one at its next start) continues at once. ``release`` False is a crash: the leases run out."""
+        (or this one at its next start) continues at once: no new row is sent, the rows in flight get up to
+        ``timeout_s`` to be written, the rest go back to pending. ``release`` False is a crash: nothing is
+        waited for and the leases run out by themselves."""
         self._stopping.set()
         self._wake.set()
         if self._heart is not None:
             self._heart.join(timeout_s)
         with self._lock:
             runners = list(self._runners.values())
+        if release:
+            for runner in runners:
+                runner.drain()
+            deadline = time.monotonic() + timeout_s
+            for runner in runners:
+                runner.workers_done(max(deadline - time.monotonic(), 0.0))
         for runner in runners:
             runner.abandon()
         for runner in runners:

@@ -73,6 +73,10 @@ class BatchReader:
         with self._lock:
             return self._runners.get(job_id)
 
+    def runs_here(self, job_id: str) -> bool:
+        """This process runs the job now."""
+        return self._local(job_id) is not None
+
     def is_running(self, job_id: str) -> bool:
         """Running here, or in another dashboard process that still holds its lease."""
         runner = self._local(job_id)

@@ -41,8 +41,9 @@ class Lane:
         self.paused_until = 0.0
         self.error = ""
         self._probe: int | None = None
+        self.closing = False  # the process stops: send nothing new, let the requests in flight finish
         self.in_flight = 0
-        self.idle = 0  # workers waiting for a row (overflow lanes look at the others' idle workers)
+        self.idle = 0  # workers waiting for a row
         self.done = 0
         self.handed_back = 0
         self._finished_at: deque[float] = deque(maxlen=1000)
@@ -53,7 +54,7 @@ class Lane:
         """Wait until this worker may send a request here; False when the lane stopped (cancel or removal)."""
         with self._cond:
             while True:
-                if self.stop.is_set() or self.state == "removed":
+                if self.stop.is_set() or self.closing or self.state == "removed":
                     return False
                 if self.state == "running" or (self.state == "probing" and self._probe == worker):
                     return True
@@ -90,6 +91,17 @@ class Lane:
             self.error = user_message(exc)
             self._cond.notify_all()
         return was_healthy and not isinstance(exc, Busy | Unreachable)
+
+    def drain(self) -> None:
+        with self._cond:
+            self.closing = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """The run is over: wake every waiting worker so that it ends."""
+        with self._cond:
+            self.stop.set()
+            self._cond.notify_all()
 
     def remove(self, reason: str) -> None:
         with self._cond:

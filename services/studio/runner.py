@@ -72,6 +72,7 @@ class JobRunner:
                       for spec in job.lanes]
         self.cancelled = threading.Event()
         self.lost = False  # another process holds the job now: end without writing its state
+        self.draining = False
         self.started = time.monotonic()
         self.completed = 0
         self._finished_at: deque[float] = deque(maxlen=2000)
@@ -117,6 +118,12 @@ class JobRunner:
             streams = [s for group in self._streams.values() for s in group]
         for stream in streams:
             stream.abort()
+
+    def drain(self) -> None:
+        """A clean stop: take no new row, let the rows in flight be written (``abandon`` then stops the rest)."""
+        self.draining = True
+        for lane in self.lanes:
+            lane.drain()
 
     def abandon(self) -> None:
         """Another process took the job over (our lease expired): stop without writing anything more."""
@@ -199,11 +206,19 @@ class JobRunner:
                     last = idx
         finally:
             self._fed.set()
+            self._check_finished()
 
     def _done_with(self, idx: int) -> None:
         with self._lock:
             self._outstanding -= 1
             self._strikes.pop(idx, None)
+        self._check_finished()
+
+    def _check_finished(self) -> None:
+        """Every row written: release the workers still waiting on a paused backend."""
+        if self._finished():
+            for lane in self.lanes:
+                lane.close()
 
     def _finished(self) -> bool:
         with self._lock:
@@ -217,8 +232,8 @@ class JobRunner:
                 if lane.name not in avoid or live <= avoid:
                     del self._handback[position]
                     return idx
-        if lane.spec.overflow and any(other.available and other.idle > 0 for other in self.lanes
-                                      if not other.spec.overflow):
+        if lane.spec.overflow and any(other.available and other.in_flight < other.spec.slots
+                                      for other in self.lanes if not other.spec.overflow):
             time.sleep(0.05)  # an overflow backend waits while another backend has a free slot
             return None
         lane.idle += 1
@@ -251,6 +266,9 @@ class JobRunner:
             idx = self._take(lane)
             if idx is None:
                 continue
+            if self.draining:  # taken just as the process stops: it stays pending for the next one
+                self._done_with(idx)
+                return
             try:
                 client = self.manager.client_for(lane.name)
             except DashboardError as exc:  # the backend was removed from the configuration
@@ -312,6 +330,13 @@ class JobRunner:
         with self._lock:
             self.completed += 1
             self._finished_at.append(time.monotonic())
+
+    def workers_done(self, timeout_s: float) -> bool:
+        """Wait for the worker threads (not the feeder) to end; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        for thread in self.threads[1:]:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        return not any(thread.is_alive() for thread in self.threads[1:])
 
     def _finish(self) -> None:
         for thread in self.threads:
