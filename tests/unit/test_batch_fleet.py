@@ -4,6 +4,7 @@ PostgreSQL alike. Every row is written exactly once, none is lost."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import threading
@@ -71,10 +72,8 @@ class Fleet:
         for client in self.clients.values():
             client.close()
         for server in self.servers.values():
-            try:
+            with contextlib.suppress(OSError):
                 server.stop()
-            except OSError:
-                pass
 
 
 @pytest.fixture
