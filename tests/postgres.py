@@ -106,3 +106,14 @@ class PostgresCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def reopen(store: object) -> object:
+    """A second handle on the same job store (SQLite file or PostgreSQL database), as another process opens it."""
+    from services.db import Database
+
+    if isinstance(store, Database):
+        return Database(store.path)
+    from services.db_postgres import PostgresDatabase
+
+    return PostgresDatabase(store.url)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.config import Backend
-from services.db import Database, Store
+from services.db import Store
 from services.errors import InvalidInput
 from services.ollama.client import OllamaClient
 from services.studio.batch import BatchManager
@@ -20,6 +20,7 @@ from services.studio.batch_store import result_column_names
 from services.studio.tabular import Table, read_table
 from services.studio.tasks import TaskParams
 from services.studio.templates import TemplateStore
+from tests.postgres import reopen
 from tests.standin import StandinServer
 
 FR_REPLY = "Une robe élégante et fluide, parfaite pour vos soirées."
@@ -43,14 +44,6 @@ def names_requested(standin: StandinServer) -> Counter[str]:
 def store(tmp_path: Path) -> TemplateStore:
     return TemplateStore(tmp_path)
 
-
-def reopen(store: Store) -> Store:
-    """A second handle on the same database, as a second process would open it."""
-    if isinstance(store, Database):
-        return Database(store.path)
-    from services.db_postgres import PostgresDatabase
-
-    return PostgresDatabase(store.url)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -99,7 +92,7 @@ def test_resume_after_a_restart_never_reruns_finished_rows(job_store: Store, cli
     assert 5 <= len(done_before) < 16
     assert first.job(job_id).state == "running"
 
-    second = BatchManager(reopen(job_store), lambda _name: client)
+    second = BatchManager(reopen(job_store), lambda _name: client)  # type: ignore[arg-type]
     assert second.resume_interrupted() == [job_id]
     assert second.wait(job_id, 30)
     progress = second.progress(job_id)
@@ -244,3 +237,4 @@ def test_a_backend_gone_from_the_configuration_stops_the_job_with_the_reason(job
     job = mgr.job(job_id)
     assert job.state == "cancelled" and "No backend named 'standin'" in job.message
     assert mgr.progress(job_id).pending == 3  # nothing lost: Resume works once the backend is back
+    mgr.shutdown()

@@ -23,6 +23,7 @@ from services.studio.batch import BatchManager
 from services.studio.tabular import Table, read_table
 from services.studio.tasks import TaskParams
 from services.studio.templates import TemplateStore
+from tests.postgres import reopen
 from tests.standin import StandinServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,14 +36,6 @@ def table(rows: int, prefix: int = 0) -> Table:
     body = "".join(f"robe;Robe {prefix}{i:04d}\n" for i in range(rows))
     return read_table(("type;nom\n" + body).encode(), f"file-{prefix}.csv")
 
-
-def reopen(store: Store) -> Store:
-    """A second handle on the same database, as a second process opens it."""
-    if isinstance(store, Database):
-        return Database(store.path)
-    from services.db_postgres import PostgresDatabase
-
-    return PostgresDatabase(store.url)  # type: ignore[attr-defined]
 
 
 def store_arg(store: Store) -> str:
