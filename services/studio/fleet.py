@@ -10,6 +10,7 @@ reopens every slot. A failure counts against the row only when its backend was a
 
 from __future__ import annotations
 
+import contextvars
 import random
 import threading
 import time
@@ -210,8 +211,10 @@ def plan_fleet(model: str, backends: Sequence[Backend], client_for: Callable[[Ba
 
     if not backends:
         return FleetPlan(model, ())
+    # Each listing runs in a copy of the caller's context: the person acting (a gateway token) goes along.
+    calls = [(contextvars.copy_context(), backend) for backend in backends]
     with ThreadPoolExecutor(min(len(backends), PLAN_WORKERS)) as pool:
-        entries = tuple(pool.map(look, backends))
+        entries = tuple(pool.map(lambda call: call[0].run(look, call[1]), calls))
     by_digest: dict[str, list[str]] = {}
     for entry in entries:
         if entry.has_model and entry.digest:
