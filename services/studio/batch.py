@@ -336,10 +336,14 @@ class BatchManager(batch_read.BatchReader):
                 "UPDATE batch_rows SET status = 'running', backend = ?, updated_at = ? WHERE job_id = ? AND idx = ? "
                 f"AND status = 'pending' AND {self._fence} RETURNING data_json",
                 (backend, time.time(), job_id, idx, job_id, self.leases.holder)).fetchone()
-            if row is None:
-                return None
-            tx.execute("UPDATE batch_jobs SET running_count = running_count + 1 WHERE id = ?", (job_id,))
-        return json.loads(row["data_json"])
+            if row is not None:
+                tx.execute("UPDATE batch_jobs SET running_count = running_count + 1 WHERE id = ?", (job_id,))
+                return json.loads(row["data_json"])
+            # Our own claim, committed before the database went away and retried now: the row is ours.
+            row = tx.execute(f"SELECT data_json FROM batch_rows WHERE job_id = ? AND idx = ? AND status = 'running' "
+                             f"AND backend = ? AND {self._fence}",
+                             (job_id, idx, backend, job_id, self.leases.holder)).fetchone()
+        return json.loads(row["data_json"]) if row is not None else None
 
     def _release(self, job_id: str, idx: int, attempts: int) -> None:
         with self.db.transaction() as tx:
