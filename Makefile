@@ -24,19 +24,22 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.runtime-installed
 	$(PY) serve.py --server.port $(PORT) --server.address $${DASHBOARD_BIND:-127.0.0.1}
 
-## System packages the tests use: Debian's Chromium (e2e), Prometheus (integration), docker-compose (validates
-## docker-compose.yml; no engine needed).
+## System packages the tests use: Debian's Chromium (e2e), Prometheus and PostgreSQL (integration; the job store's
+## tests run on SQLite and on a throwaway PostgreSQL cluster, started as `nobody` when run as root),
+## docker-compose (validates docker-compose.yml; no engine needed).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing fonts-dejavu-core >/dev/null; \
 	fi
 
-## Every test tier: unit, page (AppTest), integration (real Prometheus), end to end (Playwright + Chromium).
+## Every test tier: unit, page (AppTest), integration (real Prometheus and PostgreSQL), end to end (Playwright +
+## Chromium).
 test: $(VENV)/.dev-installed system-deps
 	$(PY) -m ruff check .
 	$(PY) -m pytest
