@@ -103,27 +103,33 @@ def render_queue(manager: BatchManager) -> None:
         p = item.progress
         rows.append({"file": item.job.source_name, "owner": item.job.owner + (" (you)" if item.job.owner == mine
                                                                             else ""),
-                     "state": "paused" if p.paused else p.state, "place": p.queue_position,
-                     "rows": f"{p.finished_rows:,} / {p.total:,}", "rows/s": p.rows_per_s,
+                     "state": "paused" if p.paused else p.state,
+                     "place": str(p.queue_position) if p.queue_position else "",
+                     "rows": f"{p.finished_rows:,} / {p.total:,}",
+                     "rows/s": f"{p.rows_per_s:.2f}" if p.rows_per_s else "",
                      "backends": ", ".join(f"{lane.name} {fmt.rate(lane.rows_per_s, 'rows/s')}" for lane in p.lanes)
                      or item.job.where, "ETA": fmt.eta(p.eta_s)})
     st.caption(f"Running and queued batches ({len(board)}); at most {manager.scheduler.max_running} run at once, "
                "the rest start in turn, one person after another.")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "rows/s": st.column_config.NumberColumn(format="%.2f"), "place": st.column_config.NumberColumn(width="small")})
+        "place": st.column_config.TextColumn(width="small"), "rows/s": st.column_config.TextColumn(width="small")})
 
 
 def render_lanes(progress: Progress) -> None:
     """Per-backend throughput of the run: slots, rows in flight, rows written, rows per second, pauses."""
     frame = pd.DataFrame([{"backend": lane.name + (" (overflow)" if lane.overflow else ""),
                            "state": LANE_STATES.get(lane.state, lane.state), "slots": lane.slots,
-                           "in flight": lane.in_flight, "rows": lane.done, "rows/s": lane.rows_per_s,
+                           "in flight": lane.in_flight, "rows": lane.done,
+                           "rows/s": f"{lane.rows_per_s:.2f}" if lane.rows_per_s else "",
                            "given back": lane.handed_back,
                            "note": lane.error + (f" (next try in {lane.retry_in_s:.0f} s)"
                                                  if lane.retry_in_s else "")} for lane in progress.lanes])
     st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        "rows/s": st.column_config.NumberColumn(format="%.2f"),
-        "note": st.column_config.TextColumn(width="large")})
+        "rows/s": st.column_config.TextColumn(width="small"), "note": st.column_config.TextColumn(width="large")})
+    for lane in progress.lanes:
+        if lane.state in ("paused", "probing", "removed"):
+            st.caption(plain_label(f"{lane.name} {LANE_STATES[lane.state]}: {lane.error}", 400)
+                       + " · its rows go to the other backends")
 
 
 # ---- the job card --------------------------------------------------------------------------------------
@@ -199,7 +205,7 @@ def _job_card(manager: BatchManager, job_id: str, was_active: bool) -> None:
     with st.container(border=True):
         st.markdown(f"**{plain_label(job.source_name)}** · {plain_label(job.template.ref)} · "
                     f"{plain_label(job.model)} on {plain_label(job.where)} · {job.concurrency} slots · "
-                    f"{plain_label(job.owner)} · batch {plain_label(job.id)}")
+                    f"started by {plain_label(job.owner)} · batch {plain_label(job.id)}")
         st.altair_chart(progress_chart(progress), width="stretch")
         st.caption(f"{state_label(job, progress, running)}: {progress_caption(progress)}")
         st.caption(progress_key())
