@@ -154,11 +154,17 @@ class BatchReader:
         wall screen (``components.kiosk``) and the page's queue. Each progress carries per-backend throughput
         (``Progress.lanes``: rows/s, slots, paused or not) and the place in the queue."""
         marks = ", ".join("?" for _ in ACTIVE_STATES)
-        rows = self.db.execute(f"SELECT *, CASE WHEN {self.leases.live_sql} THEN 1 ELSE 0 END AS live FROM "
-                               f"batch_jobs WHERE state IN ({marks}) ORDER BY created_at", ACTIVE_STATES).fetchall()
+        sql = (f"SELECT *, CASE WHEN {self.leases.live_sql} THEN 1 ELSE 0 END AS live FROM batch_jobs "
+               f"WHERE state IN ({marks}) ORDER BY created_at")
+        rows = self.db.execute(sql, ACTIVE_STATES).fetchall()
+        uncounted = [r["id"] for r in rows if not r["counted"]]  # jobs from before the counters: once
+        for job_id in uncounted:
+            self._recount(job_id)
+        if uncounted:
+            rows = self.db.execute(sql, ACTIVE_STATES).fetchall()
         positions = self.scheduler.queue_positions()
         board = [BoardJob(job_from_row(r), self._progress_of(r, self._local(r["id"]), positions)) for r in rows
-                 if r["counted"] and (r["state"] == "queued" or r["live"] or self._local(r["id"]))]
+                 if r["state"] == "queued" or r["live"] or self._local(r["id"])]
         board.sort(key=lambda b: (b.progress.state != "running", b.progress.queue_position or 0, b.job.created_at))
         return board[:limit]
 
