@@ -246,3 +246,42 @@ def test_progress_and_the_board_never_read_the_rows_of_a_large_job(tmp_path: Pat
     assert (progress.total, progress.pending) == (20_000, 20_000)
     row_reads = [s for s in statements if "batch_rows" in s]
     assert len(row_reads) == 1 and "LIMIT 200" in row_reads[0]  # only the page of 200 rows the table shows
+
+
+def test_a_job_from_before_the_counters_is_counted_once_and_resumes(tmp_path: Path, client: OllamaClient,
+                                                                    templates: TemplateStore,
+                                                                    standin: StandinServer) -> None:
+    """A data directory from the previous release: its running job is counted, taken over and finished."""
+    import json
+    import sqlite3
+
+    standin.state.configure(replies={"Product data": FR_REPLY})
+    conn = sqlite3.connect(tmp_path / "dashboard.sqlite3")
+    conn.executescript(
+        "CREATE TABLE batch_jobs (id TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL, owner TEXT"
+        " NOT NULL, source_name TEXT NOT NULL, task TEXT NOT NULL, template_json TEXT NOT NULL, model TEXT NOT NULL,"
+        " backend TEXT NOT NULL, params_json TEXT NOT NULL, mapping_json TEXT NOT NULL, columns_json TEXT NOT NULL,"
+        " concurrency INTEGER NOT NULL, state TEXT NOT NULL, total INTEGER NOT NULL, message TEXT NOT NULL DEFAULT"
+        " ''); CREATE TABLE batch_rows (job_id TEXT NOT NULL, idx INTEGER NOT NULL, data_json TEXT NOT NULL, status"
+        " TEXT NOT NULL, output TEXT NOT NULL DEFAULT '', error TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL"
+        " DEFAULT 0, duration_s REAL, tokens INTEGER, template_ref TEXT NOT NULL DEFAULT '', updated_at REAL,"
+        " repairs TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, idx));")
+    template = templates.latest("description")
+    conn.execute("INSERT INTO batch_jobs VALUES ('old', 1, 1, 'ann', 'old.csv', 'description', ?, 'llama3.2:1b',"
+                 " 'standin', ?, ?, ?, 2, 'running', 4, '')",
+                 (json.dumps(template.as_dict()), json.dumps(TaskParams().as_dict()), json.dumps(MAPPING),
+                  json.dumps(["type", "nom"])))
+    for idx, status in enumerate(["done", "failed", "running", "pending"]):
+        conn.execute("INSERT INTO batch_rows (job_id, idx, data_json, status, attempts, duration_s) VALUES "
+                     "('old', ?, ?, ?, 1, 2.0)", (idx, json.dumps({"type": "robe", "nom": f"Robe 1000{idx}"}), status))
+    conn.commit()
+    conn.close()
+    manager = BatchManager(Database.in_dir(tmp_path), lambda _n: client, tick_s=0.1)
+    before = manager.progress("old")
+    assert (before.done, before.failed, before.running, before.pending, before.attempts) == (1, 1, 1, 1, 4)
+    assert manager.resume_interrupted() == ["old"]  # its process is gone (no lease): continued at once
+    assert manager.wait("old", 30)
+    after = manager.progress("old")
+    assert (after.done, after.failed, after.pending, after.state) == (3, 1, 0, "finished")
+    assert requested(standin) == Counter({"Robe 10002": 1, "Robe 10003": 1})  # finished rows never re-sent
+    manager.shutdown()
