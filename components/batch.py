@@ -23,7 +23,7 @@ from services.config import Backend
 from services.errors import DashboardError, user_message
 from services.safe_text import plain_label
 from services.studio.batch import BatchManager
-from services.studio.batch_store import JobInfo, LaneSpec, Progress
+from services.studio.batch_store import CLI_OWNER, JobInfo, LaneSpec, Progress
 from services.studio.fleet import FleetPlan, plan_fleet
 from services.studio.tabular import to_csv_bytes, to_xlsx_bytes
 
@@ -186,7 +186,9 @@ def state_label(job: JobInfo, progress: Progress, running: bool) -> str:
     if progress.state == "queued":
         return f"queued (place {progress.queue_position} in the queue)" if progress.queue_position else "queued"
     if progress.state == "running" and not running:
-        return "interrupted (its process stopped; another dashboard process continues it shortly)"
+        if job.owner == CLI_OWNER:
+            return "interrupted (the command-line run stopped; Resume continues it here)"
+        return "interrupted (its dashboard process stopped; the next one continues it shortly)"
     return "running" if running else job.state
 
 
