@@ -310,6 +310,7 @@ class BatchManager(batch_read.BatchReader):
     @staticmethod
     def _live(runner: JobRunner) -> dict[str, Any]:
         return {"rate": runner.rate(), "elapsed": time.monotonic() - runner.started, "paused": runner.paused(),
+                "in_flight": runner.in_flight,
                 "lanes": [vars(stats) for stats in runner.lane_stats()], "at": time.time()}
 
     def _join(self, runner: JobRunner, timeout_s: float) -> None:
@@ -325,52 +326,41 @@ class BatchManager(batch_read.BatchReader):
     def _fence(self) -> str:
         return "EXISTS (SELECT 1 FROM batch_jobs WHERE id = ? AND lease_owner = ?)"
 
-    def _pending_after(self, job_id: str, last: int, limit: int) -> list[int]:
-        rows = self.db.execute("SELECT idx FROM batch_rows WHERE job_id = ? AND status = 'pending' AND idx > ?"
-                               " ORDER BY idx LIMIT ?", (job_id, last, limit)).fetchall()
-        return [r["idx"] for r in rows]
-
-    def _claim(self, job_id: str, idx: int, backend: str) -> dict[str, Any] | None:
-        with self.db.transaction() as tx:
-            row = tx.execute(
-                "UPDATE batch_rows SET status = 'running', backend = ?, updated_at = ? WHERE job_id = ? AND idx = ? "
-                f"AND status = 'pending' AND {self._fence} RETURNING data_json",
-                (backend, time.time(), job_id, idx, job_id, self.leases.holder)).fetchone()
-            if row is not None:
-                tx.execute("UPDATE batch_jobs SET running_count = running_count + 1 WHERE id = ?", (job_id,))
-                return json.loads(row["data_json"])
-            # Our own claim, committed before the database went away and retried now: the row is ours.
-            row = tx.execute(f"SELECT data_json FROM batch_rows WHERE job_id = ? AND idx = ? AND status = 'running' "
-                             f"AND backend = ? AND {self._fence}",
-                             (job_id, idx, backend, job_id, self.leases.holder)).fetchone()
-        return json.loads(row["data_json"]) if row is not None else None
+    def _pending_after(self, job_id: str, last: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """The next page of pending rows with their data. A row is not marked as taken: the job's lease makes
+        this process its only runner and the runner's queue gives each row to one worker, so a row costs one
+        write (its outcome), and a row in flight when a process dies is simply still pending."""
+        rows = self.db.execute("SELECT idx, data_json FROM batch_rows WHERE job_id = ? AND status = 'pending' AND "
+                               "idx > ? ORDER BY idx LIMIT ?", (job_id, last, limit)).fetchall()
+        return [(r["idx"], json.loads(r["data_json"])) for r in rows]
 
     def _release(self, job_id: str, idx: int, attempts: int) -> None:
+        """A row given back unfinished (cancelled, its backend failed): it stays pending, its requests count."""
+        if not attempts:
+            return
         with self.db.transaction() as tx:
             cursor = tx.execute(
-                "UPDATE batch_rows SET status = 'pending', backend = '', attempts = attempts + ? WHERE job_id = ? "
-                f"AND idx = ? AND status = 'running' AND {self._fence}",
-                (attempts, job_id, idx, job_id, self.leases.holder))
+                f"UPDATE batch_rows SET attempts = attempts + ? WHERE job_id = ? AND idx = ? AND status = 'pending' "
+                f"AND {self._fence}", (attempts, job_id, idx, job_id, self.leases.holder))
             if cursor.rowcount:
-                tx.execute("UPDATE batch_jobs SET running_count = running_count - 1, attempts_count = "
-                           "attempts_count + ? WHERE id = ?", (attempts, job_id))
+                tx.execute("UPDATE batch_jobs SET attempts_count = attempts_count + ? WHERE id = ?", (attempts, job_id))
 
     def _store(self, job_id: str, idx: int, status: str, output: str, error: str, attempts: int,
                duration_s: float, tokens: int | None, template_ref: str, repairs: str = "",
                backend: str = "") -> bool:
-        """Write a row's outcome and count it, once: only a row still running under our lease is written."""
+        """Write a row's outcome and count it, once: only a row still pending, under our lease, is written."""
         with self.db.transaction() as tx:
             cursor = tx.execute(
                 "UPDATE batch_rows SET status = ?, output = ?, error = ?, attempts = attempts + ?, duration_s = ?,"
                 " tokens = ?, template_ref = ?, repairs = ?, backend = ?, updated_at = ? WHERE job_id = ? AND idx = ?"
-                f" AND status = 'running' AND {self._fence}",
+                f" AND status IN ('pending', 'running') AND {self._fence}",
                 (status, output, error[:1000], attempts, duration_s, tokens, template_ref, repairs[:2000], backend,
                  time.time(), job_id, idx, job_id, self.leases.holder))
             if not cursor.rowcount:
                 return False
             done, failed = (1, 0) if status == "done" else (0, 1)
             tx.execute(
-                "UPDATE batch_jobs SET running_count = running_count - 1, done_count = done_count + ?, failed_count"
+                "UPDATE batch_jobs SET done_count = done_count + ?, failed_count"
                 " = failed_count + ?, repaired_count = repaired_count + ?, attempts_count = attempts_count + ?, "
                 "done_seconds = done_seconds + ? WHERE id = ?",
                 (done, failed, 1 if done and repairs else 0, attempts, duration_s if done else 0.0, job_id))

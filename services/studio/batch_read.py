@@ -106,19 +106,21 @@ class BatchReader:
         return self._progress_of(row, self._local(job_id), None)
 
     def _progress_of(self, row: Any, runner: JobRunner | None, positions: dict[str, int] | None) -> Progress:
-        done, failed, running = row["done_count"], row["failed_count"], row["running_count"]
+        done, failed = row["done_count"], row["failed_count"]
         total = row["total"]
-        pending = max(total - done - failed - running, 0)
         rate = eta = elapsed = None
-        paused, lanes = "", ()
+        paused, lanes, running = "", (), 0
         if runner is not None and not runner.cancelled.is_set():
-            rate, elapsed = runner.rate(), time.monotonic() - runner.started
+            rate, elapsed, running = runner.rate(), time.monotonic() - runner.started, runner.in_flight
             paused, lanes = runner.paused(), tuple(runner.lane_stats())
         elif row["state"] == "running" and row["live"]:
             live = live_from_json(row["live_json"])
             if live and time.time() - float(live.get("at", 0)) < LIVE_STALE_S:
                 rate, elapsed, paused = live.get("rate"), live.get("elapsed"), str(live.get("paused", ""))
+                running = int(live.get("in_flight", 0))
                 lanes = tuple(LaneStats.from_dict(raw) for raw in live.get("lanes", []))
+        running = min(running, max(total - done - failed, 0))
+        pending = max(total - done - failed - running, 0)
         if rate:
             eta = (pending + running) / rate
         position = None
@@ -131,19 +133,19 @@ class BatchReader:
     def _recount(self, job_id: str) -> None:
         """Counters for a job written before they existed: one scan, once."""
         with self.db.transaction() as tx:
-            counts = {"done": 0, "failed": 0, "running": 0, "repaired": 0, "attempts": 0, "seconds": 0.0}
+            counts = {"done": 0, "failed": 0, "repaired": 0, "attempts": 0, "seconds": 0.0}
             for r in tx.execute("SELECT status, CASE WHEN repairs != '' THEN 1 ELSE 0 END AS fixed, COUNT(*) AS n, "
                                 "COALESCE(SUM(attempts), 0) AS a, COALESCE(SUM(duration_s), 0) AS s FROM batch_rows "
                                 "WHERE job_id = ? GROUP BY status, fixed", (job_id,)).fetchall():
-                if r["status"] in ("done", "failed", "running"):
+                if r["status"] in ("done", "failed"):
                     counts[r["status"]] += int(r["n"])
                 counts["repaired"] += int(r["n"]) if r["status"] == "done" and r["fixed"] else 0
                 counts["attempts"] += int(r["a"])
                 counts["seconds"] += float(r["s"]) if r["status"] == "done" else 0.0
-            tx.execute("UPDATE batch_jobs SET done_count = ?, failed_count = ?, running_count = ?, repaired_count = ?,"
-                       " attempts_count = ?, done_seconds = ?, counted = 1 WHERE id = ?",
-                       (counts["done"], counts["failed"], counts["running"], counts["repaired"], counts["attempts"],
-                        counts["seconds"], job_id))
+            tx.execute("UPDATE batch_jobs SET done_count = ?, failed_count = ?, repaired_count = ?, attempts_count = ?,"
+                       " done_seconds = ?, counted = 1 WHERE id = ?",
+                       (counts["done"], counts["failed"], counts["repaired"], counts["attempts"], counts["seconds"],
+                        job_id))
 
     def attempts(self, job_id: str) -> int:
         """Every request sent for this job's rows so far (retries and hand-backs included)."""

@@ -4,8 +4,8 @@ output, error, attempts, the repairs applied, which backend answered, timings), 
 download.
 
 The SQL is written once for SQLite and PostgreSQL (``services.db``). A job's counters (done, failed,
-repaired, running, attempts, seconds) change in the same transaction as the row they count, so progress is
-one read of one job row, whatever the size of the file.
+repaired, attempts, seconds) change in the same transaction as the row they count, so progress is one read of
+one job row, whatever the size of the file; the rows in flight are the runner's own count.
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
         "done_count": "INTEGER NOT NULL DEFAULT 0",
         "failed_count": "INTEGER NOT NULL DEFAULT 0",
         "repaired_count": "INTEGER NOT NULL DEFAULT 0",
-        "running_count": "INTEGER NOT NULL DEFAULT 0",
         "attempts_count": "INTEGER NOT NULL DEFAULT 0",
         "done_seconds": "DOUBLE PRECISION NOT NULL DEFAULT 0",
     },

@@ -5,7 +5,9 @@ acting for the job's owner.
 Workers of every backend pull from the same queue, so a fast host takes more rows. A backend failure gives
 the row back: it goes to the front of the queue, to be taken by another backend first, and its lane pauses.
 ``outstanding`` counts rows fed and not yet written, so the run ends exactly when every row is written, once.
-A database that stops answering (restarted under the job) holds the workers on their results until it is back.
+A row costs one write, its outcome (the lease makes this process the job's only runner and the queue gives a row
+to one worker). A database that stops answering (restarted under the job) holds the workers on their results
+until it is back.
 """
 
 from __future__ import annotations
@@ -43,8 +45,7 @@ class RowStore(Protocol):
     max_transport_attempts: int
     client_for: Callable[[str], OllamaClient]
 
-    def _pending_after(self, job_id: str, last: int, limit: int) -> list[int]: ...
-    def _claim(self, job_id: str, idx: int, backend: str) -> dict[str, Any] | None: ...
+    def _pending_after(self, job_id: str, last: int, limit: int) -> list[tuple[int, dict[str, Any]]]: ...
     def _release(self, job_id: str, idx: int, attempts: int) -> None: ...
     def _store(self, job_id: str, idx: int, status: str, output: str, error: str, attempts: int,
                duration_s: float, tokens: int | None, template_ref: str, repairs: str = "",
@@ -80,8 +81,9 @@ class JobRunner:
         self.max_in_flight = 0
         self._lock = threading.Lock()
         self._streams: dict[str, set[NDJSONStream]] = {lane.name: set() for lane in self.lanes}
-        self._queue: queue.Queue[int] = queue.Queue(maxsize=max(sum(s.slots for s in job.lanes) * 2, 4))
-        self._handback: deque[tuple[int, set[str]]] = deque()
+        self._queue: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue(
+            maxsize=max(sum(s.slots for s in job.lanes) * 2, 4))
+        self._handback: deque[tuple[int, dict[str, Any], set[str]]] = deque()
         self._strikes: dict[int, int] = {}
         self._outstanding = 0
         self._fed = threading.Event()
@@ -189,21 +191,21 @@ class JobRunner:
         last = -1
         try:
             while not self.cancelled.is_set():
-                ids = self._persist(lambda after=last: self.manager._pending_after(self.job.id, after, PAGE_SIZE))
-                if not ids:
+                page = self._persist(lambda after=last: self.manager._pending_after(self.job.id, after, PAGE_SIZE))
+                if not page:
                     break
-                for idx in ids:
+                for item in page:
                     with self._lock:
                         self._outstanding += 1
                     while True:
                         if self.cancelled.is_set():
                             return
                         try:
-                            self._queue.put(idx, timeout=0.2)
+                            self._queue.put(item, timeout=0.2)
                             break
                         except queue.Full:
                             continue
-                    last = idx
+                    last = item[0]
         finally:
             self._fed.set()
             self._check_finished()
@@ -224,14 +226,14 @@ class JobRunner:
         with self._lock:
             return self._fed.is_set() and self._outstanding <= 0
 
-    def _take(self, lane: Lane) -> int | None:
+    def _take(self, lane: Lane) -> tuple[int, dict[str, Any]] | None:
         """A row given back by another backend first, then the queue; None when there is none right now."""
         with self._lock:
             live = {other.name for other in self.lanes if other.state != "removed"}
-            for position, (idx, avoid) in enumerate(self._handback):
+            for position, (idx, data, avoid) in enumerate(self._handback):
                 if lane.name not in avoid or live <= avoid:
                     del self._handback[position]
-                    return idx
+                    return idx, data
         if lane.spec.overflow and any(other.available and other.in_flight < other.spec.slots
                                       for other in self.lanes if not other.spec.overflow):
             time.sleep(0.05)  # an overflow backend waits while another backend has a free slot
@@ -254,31 +256,28 @@ class JobRunner:
         if stream is not None and lane.stop.is_set():
             stream.abort()
 
-    def _give_back(self, idx: int, lane: Lane) -> None:
+    def _give_back(self, idx: int, data: dict[str, Any], lane: Lane) -> None:
         with self._lock:
-            self._handback.appendleft((idx, {lane.name}))
+            self._handback.appendleft((idx, data, {lane.name}))
 
     def _work(self, lane: Lane, worker: int) -> None:
         holder: list[NDJSONStream | None] = [None]
         while not self.cancelled.is_set() and not self._finished():
             if not lane.admit(worker):
                 return
-            idx = self._take(lane)
-            if idx is None:
+            taken = self._take(lane)
+            if taken is None:
                 continue
+            idx, data = taken
             if self.draining:  # taken just as the process stops: it stays pending for the next one
                 self._done_with(idx)
                 return
             try:
                 client = self.manager.client_for(lane.name)
             except DashboardError as exc:  # the backend was removed from the configuration
-                self._give_back(idx, lane)
+                self._give_back(idx, data, lane)
                 self.remove_lane(lane.name, user_message(exc))
                 return
-            data = self._persist(lambda i=idx: self.manager._claim(self.job.id, i, lane.name))
-            if data is None:  # not ours any more (cancelled, or another process holds the job)
-                self._done_with(idx)
-                continue
             self._run_row(lane, client, idx, data, holder)
 
     def _run_row(self, lane: Lane, client: OllamaClient, idx: int, data: dict[str, Any],
@@ -307,7 +306,7 @@ class JobRunner:
             if self.cancelled.is_set():
                 self._done_with(idx)
             else:  # only this backend stopped (removed): another one takes the row
-                self._give_back(idx, lane)
+                self._give_back(idx, data, lane)
             return
         if result.handed_back is not None:
             counts = lane.fail(result.handed_back)
@@ -315,7 +314,7 @@ class JobRunner:
                 strikes = self._strikes[idx] = self._strikes.get(idx, 0) + (1 if counts else 0)
             if strikes < self.manager.max_transport_attempts:
                 self._persist(lambda: self.manager._release(self.job.id, idx, result.attempts))
-                self._give_back(idx, lane)
+                self._give_back(idx, data, lane)
                 return
             result.error = f"gave up after {strikes} failed attempts on working backends: {result.error}"
         else:

@@ -151,7 +151,6 @@ class Scheduler:
 
     @staticmethod
     def _reset_rows(tx: object, job_id: str) -> None:
-        """Rows a previous holder had in flight go back to pending (they were never written)."""
+        """Rows an earlier release marked as in flight go back to pending (they were never written)."""
         tx.execute("UPDATE batch_rows SET status = 'pending' WHERE job_id = ? AND status = 'running'",  # type: ignore[attr-defined]
                    (job_id,))
-        tx.execute("UPDATE batch_jobs SET running_count = 0 WHERE id = ?", (job_id,))  # type: ignore[attr-defined]
