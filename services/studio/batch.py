@@ -269,6 +269,7 @@ class BatchManager(batch_read.BatchReader):
                 self._heart.start()
 
     def _beat(self) -> None:
+        last_error = ""
         while not self._stopping.is_set():
             self._wake.wait(self.tick_s)
             self._wake.clear()
@@ -276,10 +277,15 @@ class BatchManager(batch_read.BatchReader):
                 return
             try:
                 self.heartbeat()
-            except StoreUnavailable as exc:
-                log.warning("batch heartbeat: %s", exc)
-            except Exception:
-                log.exception("batch heartbeat failed")
+            except Exception as exc:  # logged once per distinct failure: a database away for minutes is one line
+                if str(exc) != last_error:
+                    if isinstance(exc, StoreUnavailable):
+                        log.warning("batch heartbeat: %s", exc)
+                    else:
+                        log.exception("batch heartbeat failed")
+                last_error = str(exc)
+            else:
+                last_error = ""
 
     def heartbeat(self) -> None:
         """Renew this process's leases (with each run's live figures), stop runs cancelled elsewhere or lost
