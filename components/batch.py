@@ -211,10 +211,15 @@ def _job_card(manager: BatchManager, job_id: str, was_active: bool) -> None:
         st.altair_chart(progress_chart(progress), width="stretch")
         st.caption(f"{state_label(job, progress, running)}: {progress_caption(progress)}")
         st.caption(progress_key())
-        if progress.paused:
-            st.warning(plain_label(progress.paused.capitalize(), 600), icon=":material/pause_circle:")
-        if progress.lanes:
-            render_lanes(progress)
+        # One container for what comes and goes (pause, backends, the final message): the elements after it keep
+        # their places between the fragment's runs and the page's, so nothing is drawn twice while it redraws.
+        with st.container():
+            if progress.paused:
+                st.warning(plain_label(progress.paused.capitalize(), 600), icon=":material/pause_circle:")
+            if progress.lanes:
+                render_lanes(progress)
+            if job.message and not active:
+                st.caption(plain_label(job.message, 200))
         cols = st.columns(4)
         cols[0].metric("Done", fmt.count(progress.done, "row"),
                        help=f"{progress.repaired:,} of them after a repair (see the repairs column).")
@@ -223,8 +228,6 @@ def _job_card(manager: BatchManager, job_id: str, was_active: bool) -> None:
         cols[3].metric("ETA", fmt.eta(progress.eta_s),
                        help="From this run's own throughput (the last minute of it)." if running
                        else "Shown while the batch runs.")
-        if job.message and not active:
-            st.caption(plain_label(job.message, 200))
         _job_buttons(manager, job, progress, active)
         _results_table(manager, job_id, progress)
 
