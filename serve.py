@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-from services.access.startup import startup_args
-from services.errors import ConfigError
+from services.access.startup import StartupCheck, startup_args
+from services.connections import connect
+from services.errors import ConfigError, DashboardError, user_message
 
 
 def main() -> None:
@@ -21,8 +22,25 @@ def main() -> None:
     except ConfigError as exc:
         sys.exit(f"serve.py: refusing to start: {exc}")
     sys.stderr.write(f"serve.py: {check.line}\n")
+    say_if_no_ollama_answers(check)
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", "app.py", *args])
+
+
+def say_if_no_ollama_answers(check: StartupCheck) -> None:
+    """One look at the configured backends before starting, so a first ``make run`` says what is missing."""
+    silent: list[str] = []
+    for backend in [b for b in check.settings.backends if b.kind != "gateway"][:4]:  # a gateway needs a person
+        client = connect(backend, check.settings, page_timeout_s=2.0, connect_timeout_s=2.0)
+        try:
+            client.version()
+            return  # one answers: nothing to say
+        except DashboardError as exc:
+            silent.append(f"{backend.name}: {user_message(exc)}")
+        finally:
+            client.close()
+    sys.stderr.write("serve.py: no Ollama answers yet. " + " ".join(silent) + " The dashboard starts anyway and "
+                     "shows it on every page. To look around without Ollama, run `make demo` instead.\n")
 
 
 if __name__ == "__main__":

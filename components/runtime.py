@@ -148,10 +148,7 @@ def start_process_services() -> StartupCheck:
     """Run the startup checks, then start what must run with the process, whoever opens a page first."""
     check = startup(check_address=True)
     startup()  # the same check, as script runs ask for it
-    if check.open_mode:
-        log.warning(check.line)
-    else:
-        log.info(check.line)
+    log.info(check.line)  # serve.py has printed it too; in open local mode it says so in every sidebar
     monitoring()  # the exporter, the prober's first round, the panels
     pull_manager()  # continues pulls a stopped process held
     batch_manager()  # continues batches a stopped process held, starts queued ones

@@ -1,13 +1,15 @@
 """The files the dashboard reads at run time, found from one place and checked before it serves a page.
 
-Templates, the taxonomy, the extraction schema, the shipped prompt deck and the Prometheus panels ship
-with the code (the Docker image copies the application as a whole). Every path is absolute, from the
-application's own folder, so the working directory never matters; ``missing_resources`` lists what is
-absent and the startup check refuses to start with one clear line instead of failing at first use.
+Templates, the taxonomy, the extraction schema, the shipped prompt deck, the Prometheus panels, the page
+scripts and Streamlit's own settings ship with the code (the Docker image copies the application as a
+whole, less what ``.dockerignore`` keeps out). Every path is absolute, from the application's own folder,
+so the working directory never matters; ``missing_resources`` lists what is absent and the startup check
+refuses to start with one clear line instead of failing at first use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 APP_ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +22,9 @@ MONITORING_DIR = APP_ROOT / "monitoring"
 PANELS_FILE = MONITORING_DIR / "panels.toml"
 STATIC_DIR = APP_ROOT / "static"
 FAVICON_FILE = STATIC_DIR / "favicon.png"
+# Read by Streamlit from the working directory (serve.py starts there): without it, tracebacks would reach
+# browsers and XSRF protection would be Streamlit's default.
+STREAMLIT_CONFIG_FILE = APP_ROOT / ".streamlit" / "config.toml"
 
 TEMPLATE_TASKS: tuple[str, ...] = ("description", "extraction", "classification", "column_mapping", "translation")
 
@@ -31,11 +36,13 @@ REQUIRED: dict[Path, str] = {
     DECKS_DIR / "product-tasks.json": "the compare page's shipped prompt deck",
     PANELS_FILE: "the Prometheus panels of the monitoring page",
     FAVICON_FILE: "the page icon (served locally, never fetched from the internet)",
+    STREAMLIT_CONFIG_FILE: "Streamlit's server settings (errors hidden from browsers, XSRF protection)",
 }
 
 
-def missing_resources(root: Path = APP_ROOT) -> list[str]:
-    """One line per required file that is absent or empty, relative to ``root``.
+def missing_resources(root: Path = APP_ROOT, also: Mapping[Path, str] | None = None) -> list[str]:
+    """One line per required file (``REQUIRED``, plus ``also``: the startup check adds the page scripts) that is
+    absent or empty, relative to ``root``.
 
     >>> missing_resources()
     []
@@ -43,7 +50,7 @@ def missing_resources(root: Path = APP_ROOT) -> list[str]:
     catalog/templates/description.toml (needed by the product studio's description task)
     """
     lines = []
-    for path, needed_by in REQUIRED.items():
+    for path, needed_by in {**REQUIRED, **(also or {})}.items():
         relative = path.relative_to(APP_ROOT)
         target = root / relative
         if not target.is_file() or target.stat().st_size == 0:

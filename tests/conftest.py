@@ -1,14 +1,28 @@
-"""Fixtures shared by every tier: the loopback Ollama stand-in and clients talking to it."""
+"""Fixtures shared by every tier: the loopback Ollama stand-in and clients talking to it, and one Chromium."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from services.config import Backend
 from services.ollama.client import OllamaClient
+from tests.e2e.conftest import CHROMIUM_ARGS
 from tests.standin import StandinServer
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, one for the run: the e2e and image tiers share it (Playwright's sync API allows one
+    instance per thread, so each tier starting its own would fail in a whole-suite run)."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture

@@ -91,6 +91,7 @@ class StandinConfig:
     reply_tokens: int = 30
     thinking_tokens: int = 6
     load_delay_s: float = 0.0
+    model_load_delay_s: dict[str, float] = field(default_factory=dict)  # a model slower to load than the rest
     fault: str | None = None
     fault_after: int = 5
     stall_s: float = 5.0
@@ -141,6 +142,7 @@ class StandinState:
         self.in_flight = 0
         self.max_in_flight = 0
         self.responder: Callable[[dict[str, Any]], str] | None = None
+        self.finals: list[dict[str, Any]] = []  # the final lines sent, newest last (what a page must show)
         self._slots: threading.Semaphore | None = None
 
     def apply_profile(self, name: str) -> None:
@@ -564,8 +566,9 @@ class Handler(BaseHTTPRequestHandler):
         prompt = body.get("prompt") or ""
         started = time.perf_counter_ns()
         cold = not self.state.is_loaded(record["name"])
-        if cold and config.load_delay_s:
-            time.sleep(config.load_delay_s)
+        load_delay = config.model_load_delay_s.get(record["name"], config.load_delay_s)
+        if cold and load_delay:
+            time.sleep(load_delay)
         load_ns = time.perf_counter_ns() - started if cold else 0
         self.state.mark_loaded(record["name"], body.get("keep_alive"))
         load_only = (chat and not messages) or (not chat and not prompt)
@@ -616,7 +619,11 @@ class Handler(BaseHTTPRequestHandler):
         final.update({"message": {"role": "assistant", "content": ""}} if chat else {"response": ""})
         if not chat:
             final["context"] = [1, 2, 3]
-        return {k: v for k, v in final.items() if v != 0}  # Ollama omits zero-valued counters
+        final = {k: v for k, v in final.items() if v != 0}  # Ollama omits zero-valued counters
+        with self.state.lock:
+            self.state.finals.append(final)
+            del self.state.finals[:-100]
+        return final
 
     def _generate_whole(self, body: dict[str, Any], chat: bool, tokens: list[str], thinking: list[str],
                         text_in: str, started: int, load_ns: int) -> None:
@@ -930,14 +937,29 @@ class SilentHost:
         self.stop()
 
 
+def wait_for(url: str, timeout_s: float = 15.0) -> bool:
+    """Whether a stand-in answers ``/api/version`` at ``url`` within ``timeout_s`` (for ``make demo``)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/api/version", timeout=1) as answer:
+            return answer.status == 200
+        time.sleep(0.1)
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the loopback Ollama stand-in.")
     parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--profile", default="", help="a profile from tests/profiles (e.g. demo)")
+    parser.add_argument("--wait-for", metavar="URL", help="do not serve: wait until a stand-in answers at URL")
     parser.add_argument("--tokens-per-second", type=float, default=40.0)
     parser.add_argument("--reply-tokens", type=int, default=120)
     parser.add_argument("--load-delay", type=float, default=1.5, help="seconds a cold model takes to load")
     args = parser.parse_args()
+    if args.wait_for:
+        raise SystemExit(0 if wait_for(args.wait_for) else f"nothing answers at {args.wait_for}")
     server = StandinServer(port=args.port)
     if args.profile:
         server.state.apply_profile(args.profile)

@@ -11,10 +11,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.access.pages import PAGES
 from services.access.tokens import AuthConfig, AuthConfigError, load_auth_config
 from services.config import Settings, load_settings
 from services.errors import ConfigError, InvalidInput
-from services.resources import missing_resources
+from services.resources import APP_ROOT, missing_resources
 
 OPEN_MODE_WARNING = ("OPEN LOCAL MODE: no DASHBOARD_JWT_SECRET or DASHBOARD_JWT_PUBLIC_KEY is set, so every visitor "
                      "is a local admin; served on loopback only.")
@@ -73,7 +74,7 @@ serves on loopback, not on 0.0.0.0: configure a key, or listen on 127.0.0.1 (--s
 (generate one with `python -m services.access secret`).
     """
     env = os.environ if env is None else env
-    missing = missing_resources()
+    missing = missing_resources(also={APP_ROOT / spec.script: f"the {spec.title} page" for spec in PAGES})
     if missing:
         raise ConfigError("Files the dashboard reads are missing (an incomplete checkout or image): "
                           + "; ".join(missing) + ".")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.standin import StandinServer
 
@@ -125,15 +124,11 @@ def dashboard(e2e_standin: StandinServer, tmp_path_factory: pytest.TempPathFacto
     yield server
     stop_dashboard(server)
     assert not server.tracebacks(), server.log()
+    assert not server.warnings(), server.log()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+# `browser` (one Chromium for the whole run) lives in tests/conftest.py: the image tier drives it too, and
+# Playwright's sync API allows one instance per thread.
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_a_pull_survives_a_reload_and_the_new_model_shows_up(page: Page, dashboa
     expect(page.get_by_text("Pulling gemma2:2b on local")).to_be_visible()
     progress = page.get_by_text(PROGRESS_RE)
     expect(progress).to_be_visible(timeout=10_000)
-    time.sleep(1.5)
+    expect(progress).not_to_have_text(progress.inner_text(), timeout=10_000)  # the job advances on its own
     screenshot(page, "models-pulling")
     before = progress.inner_text()
 
@@ -109,7 +109,7 @@ def test_delete_needs_the_typed_name_and_lands_in_the_audit_log(page: Page, dash
     expect(page.get_by_text(re.compile(r"\d+ event\(s\)"))).to_be_visible()
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
     expect(page.get_by_text("Between")).to_be_visible()
-    time.sleep(1)
+    expect(page.get_by_test_id("stDataFrame").locator("canvas").first).to_be_visible()
     screenshot(page, "audit-log")
 
 

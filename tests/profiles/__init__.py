@@ -20,10 +20,11 @@ def _polite(state: StandinState) -> None:
 
 
 def _profiles() -> dict[str, Profile]:
-    from tests.profiles import small_models
+    from tests.profiles import demo, small_models
 
     return {
         "polite": _polite,
+        "demo": demo.apply,
         "small_models": small_models.apply,
     }
 
