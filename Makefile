@@ -45,13 +45,15 @@ demo: $(VENV)/.runtime-installed
 	OLLAMA_HOST=http://127.0.0.1:$(DEMO_OLLAMA_PORT) DASHBOARD_BACKENDS_FILE= DASHBOARD_DATA_DIR=$${DASHBOARD_DATA_DIR:-data/demo} \
 	$(PY) serve.py --server.port $(PORT) --server.address 127.0.0.1
 
-## System packages the tests use: Debian's Chromium (e2e), Prometheus and promtool (integration, alert rules),
-## docker-compose (validates docker-compose.yml), docker.io and debootstrap (the image tier: the daemon, and a base image from Debian's
-## packages; the tier skips with its reason where the daemon cannot start).
+## System packages the tests use: Debian's Chromium (e2e), Prometheus and PostgreSQL (integration; the job store's
+## tests run on SQLite and on a throwaway PostgreSQL cluster, started as `nobody` when run as root),
+## docker-compose (validates docker-compose.yml), docker.io and debootstrap (the image tier: the daemon, and a
+## base image from Debian's packages; the tier skips with its reason where the daemon cannot start).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	{ command -v dockerd || test -x /usr/sbin/dockerd; } >/dev/null 2>&1 || missing="$$missing docker.io"; \
 	{ command -v debootstrap || test -x /usr/sbin/debootstrap; } >/dev/null 2>&1 || missing="$$missing debootstrap"; \
@@ -60,9 +62,9 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing fonts-dejavu-core >/dev/null; \
 	fi
 
-## Every test tier: unit, page (AppTest), integration (real Prometheus), end to end (Playwright + Chromium), and
-## the image: its file set run from a folder everywhere, the real image wherever a container engine starts.
-## The alerting rules are checked with promtool first.
+## Every test tier: unit, page (AppTest), integration (real Prometheus and PostgreSQL), end to end (Playwright +
+## Chromium), and the image: its file set run from a folder everywhere, the real image wherever a container
+## engine starts. The alerting rules are checked with promtool first.
 test: $(VENV)/.dev-installed system-deps check-rules
 	$(PY) -m ruff check .
 	$(PY) -m pytest

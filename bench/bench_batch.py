@@ -62,6 +62,7 @@ def throughput(parallel: int = 4, request_time_s: float = 0.5, rows: int = 200) 
         elapsed, manager, job_id = _run(client, Path(tmp), rows, parallel)
         client.close()
         progress = manager.progress(job_id)
+        manager.shutdown()
         ideal = parallel / request_time_s
         achieved = progress.done / elapsed
         ratio = achieved / ideal
@@ -125,6 +126,7 @@ def memory(small: int = 200, factor: int = 10, concurrency: int = 8) -> float:
             peaks.append(peak)
             print(f"memory: {rows} rows at concurrency {concurrency}: peak +{peak / 1024:.0f} KiB during the run "
                   f"({manager.progress(job2).done} done)")
+            manager.shutdown()
     ratio = peaks[1] / peaks[0]
     print(f"memory growth for {factor}x the rows: {ratio:.2f}x (1.0 means flat)")
     return ratio

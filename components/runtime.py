@@ -1,12 +1,13 @@
 """The composition root: every process-wide object is built here, once, and started with the server.
 
 Each factory is an ``st.cache_resource`` (one object per process, shared by every session, never holding
-a person): the startup check and settings, the database, the ``/metrics`` exporter, the prober and its
-history, the wall's activity window and alert feed, the audit log, the pull and batch managers, the
-template store and deck library, the chat history store, and one page client per backend. ``lifespan`` is
-the ``st.App`` lifespan: it runs the startup checks and starts the prober, the exporter and the job runners
-(an interrupted batch resumes) when the server starts, before any browser connects, and stops them when it
-stops. Nothing process-wide lives in a module global.
+a person): the startup check and settings, the data directory's SQLite file, the job store (that file, or
+PostgreSQL when ``DASHBOARD_DATABASE_URL`` is set), the ``/metrics`` exporter, the prober and its history, the
+wall's activity window and alert feed, the audit log, the pull and batch managers, the template store and deck
+library, the chat history store, and one page client per backend. ``lifespan`` is the ``st.App`` lifespan: it
+runs the startup checks and starts the prober, the exporter and the job runners (an interrupted batch
+resumes) when the server starts, before any browser connects, and stops them when it stops. Nothing
+process-wide lives in a module global.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from services.access.startup import StartupCheck, check_start
 from services.chat.history import ChatStore
 from services.config import Backend, Settings
 from services.connections import ClientPool, connect
-from services.db import Database
+from services.db import Database, Store, open_store
 from services.errors import ConfigError, DashboardError
 from services.metrics import REGISTRY
 from services.models.pulls import PullManager
@@ -60,8 +61,23 @@ def settings() -> Settings:
 # ---- process-wide objects --------------------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def database() -> Database:
-    """One handle on the data directory's SQLite file for every manager (one connection per thread)."""
+    """One handle on the data directory's SQLite file (probe history, audit log; one connection per thread)."""
     return Database.in_dir(settings().data_dir)
+
+
+def _close_store(store: Store) -> None:
+    if store.dialect != "sqlite":  # the SQLite handle is ``database()``'s, closed with it
+        store.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_close_store)
+def job_store() -> Store:
+    """Where pull and batch jobs live: PostgreSQL when ``DASHBOARD_DATABASE_URL`` is set (several dashboard
+    processes share it), else the data directory's SQLite file. An unreachable PostgreSQL refuses the start."""
+    current = settings()
+    store = open_store(current.data_dir, current.database_url, sqlite=database())
+    log.info("jobs are kept in %s", store.describe())
+    return store
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda exporter: exporter.stop())
@@ -104,22 +120,28 @@ def worker_clients() -> ClientPool:
 
 @st.cache_resource(show_spinner=False, on_release=lambda manager: manager.shutdown())
 def pull_manager() -> PullManager:
-    """Every session sees the same pulls; one that was running when the process stopped shows interrupted."""
+    """Every session and every dashboard process sees the same pulls; a pull whose process stopped continues here
+    (at once after a clean stop, once its lease expired after a crash)."""
     current = settings()
-    return PullManager(database(), worker_clients().get, current.backends, audit_log())
+    return PullManager(job_store(), worker_clients().get, current.backends, audit_log(),
+                       lease_ttl_s=current.lease_ttl_s)
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda manager: manager.shutdown())
 def batch_manager() -> BatchManager:
-    """Every session sees the same batches; the jobs a previous process left running resume at once."""
+    """Every session sees the same batches; at most ``DASHBOARD_BATCH_MAX_RUNNING`` run at once across every
+    dashboard process, the rest queue fairly; jobs a stopped process held continue here once their lease is free.
+    ``BatchManager.board()`` is what the wall screen shows (queued and running jobs, per-backend throughput)."""
 
     def on_failure(job_id: str, idx: int, exc: BaseException) -> None:
         log.error("batch %s row %d failed unexpectedly", job_id, idx + 1, exc_info=exc)
 
-    manager = BatchManager(database(), worker_clients().get, on_failure=on_failure)
+    current = settings()
+    manager = BatchManager(job_store(), worker_clients().get, on_failure=on_failure, backends=current.backends,
+                           max_running=current.batch_max_running, lease_ttl_s=current.lease_ttl_s)
     resumed = manager.resume_interrupted()
     if resumed:
-        log.info("resumed batch jobs after a restart: %s", ", ".join(resumed))
+        log.info("continued batch jobs a stopped dashboard process held: %s", ", ".join(resumed))
     return manager
 
 
@@ -158,8 +180,8 @@ def start_process_services() -> StartupCheck:
     log.info(check.line)  # serve.py has printed it too; in open local mode it says so in every sidebar
     monitoring()  # the exporter, the prober's first round, the panels
     activity()  # the wall's five-minute window starts with the process
-    pull_manager()  # marks pulls of a previous process interrupted
-    batch_manager()  # resumes interrupted batches
+    pull_manager()  # continues pulls a stopped process held
+    batch_manager()  # continues batches a stopped process held, starts queued ones
     chat_store()  # applies the chat retention and cap, and closes replies a previous process left streaming
     return check
 

@@ -1,9 +1,8 @@
-"""The product studio's Streamlit side: what each mode renders, the live attempt view, and the live batch card.
+"""The product studio's Streamlit side: what each mode renders and the live attempt view (the batch card and the
+choice of backends are in ``components.batch``).
 
 Model output and product fields are untrusted: text goes through ``sanitize_markdown`` (HTML off) or
-``st.code``/``st.text``/``st.dataframe`` (plain text), labels through ``plain_label``. The batch progress card
-is a ``@st.fragment(run_every=...)`` that reads the shared manager, so a refresh or a second browser sees
-the same job. Its progress bar shows done, done after repair, failed and remaining rows in their own colours.
+``st.code``/``st.text``/``st.dataframe`` (plain text), labels through ``plain_label``.
 """
 
 from __future__ import annotations
@@ -11,33 +10,22 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
 from components import runtime, session
-from components.auth import enter_fragment
 from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
 from services.ollama.options import PRESETS, parse_stop_sequences
 from services.safe_text import plain_label, sanitize_markdown
-from services.studio.batch import BatchManager
-from services.studio.batch_store import Progress
 from services.studio.engine import Attempt, TaskResult
-from services.studio.tabular import to_csv_bytes, to_xlsx_bytes
 from services.studio.tasks import LANGUAGES, TASK_FIELDS, TASK_TITLES, TaskParams
 from services.studio.templates import Example, Template, TemplateStore, allowed_placeholders
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
-
-
-def batch_manager() -> BatchManager:
-    return runtime.batch_manager()
 
 
 def template_store() -> TemplateStore:
@@ -193,165 +181,6 @@ def render_template_editor(task: str, store: TemplateStore, on_save: Callable[[T
                 st.error(user_message(exc), icon=":material/edit_off:")
             else:
                 on_save(saved)
-
-
-# ---- batch progress --------------------------------------------------------------------------------------
-
-# Each part of the bar, with its colour and the Markdown colour that names it in the caption beneath.
-SEGMENTS = (("done", "Done", "#21c354", "green"), ("repaired", "Done after repair", "#1c83e1", "blue"),
-            ("failed", "Failed", "#ff4b4b", "red"), ("running", "Running", "#ffa421", "orange"),
-            ("pending", "Left", "#d5dae5", "gray"))
-TABLE_ROWS = 200
-FULL_ERRORS = 50
-
-
-def progress_caption(progress: Progress) -> str:
-    repaired = f" ({progress.repaired:,} after repair)" if progress.repaired else ""
-    return (f"{progress.finished_rows:,} / {progress.total:,} rows · {progress.done:,} done{repaired} · "
-            f"{progress.failed:,} failed · {progress.pending + progress.running:,} left · ETA "
-            f"{fmt.eta(progress.eta_s)}")
-
-
-def progress_key() -> str:
-    """What the bar's colours mean, in Markdown colours (no HTML)."""
-    return " ".join(f":{markdown}[■] {label}" for _key, label, _colour, markdown in SEGMENTS)
-
-
-def progress_segments(progress: Progress) -> pd.DataFrame:
-    """The bar's parts, in order: done as they came, done after repair, failed, running, left."""
-    counts = {"done": progress.done - progress.repaired, "repaired": progress.repaired, "failed": progress.failed,
-              "running": progress.running, "pending": progress.pending}
-    return pd.DataFrame([{"order": i, "part": label, "rows": counts[key]}
-                         for i, (key, label, _colour, _markdown) in enumerate(SEGMENTS)])
-
-
-def progress_chart(progress: Progress) -> alt.Chart:
-    """A progress bar in which failed rows show as failed (red), not as progress like any other."""
-    data = progress_segments(progress)
-    domain = [label for _key, label, _colour, _markdown in SEGMENTS]
-    colours = [colour for _key, _label, colour, _markdown in SEGMENTS]
-    return alt.Chart(data).mark_bar(height=18).encode(
-        x=alt.X("sum(rows):Q", stack="zero", axis=None, scale=alt.Scale(domain=[0, max(progress.total, 1)])),
-        color=alt.Color("part:N", scale=alt.Scale(domain=domain, range=colours), legend=None),
-        order=alt.Order("order:Q"),
-        tooltip=[alt.Tooltip("part:N", title="Rows"), alt.Tooltip("sum(rows):Q", title="Count")],
-    ).properties(height=24)
-
-
-def render_job(manager: BatchManager, job_id: str) -> None:
-    """The live card: a fragment that re-runs every second while the job runs, and stops when it ends."""
-    running = manager.is_running(job_id)
-    st.fragment(run_every=PROGRESS_EVERY_S if running else None)(_job_card)(manager, job_id, running)
-
-
-def _job_card(manager: BatchManager, job_id: str, was_running: bool) -> None:
-    enter_fragment()  # fragment reruns skip app.py's sign-in gate
-    try:
-        job = manager.job(job_id)
-        progress = manager.progress(job_id)
-    except DashboardError as exc:
-        st.error(user_message(exc))
-        return
-    running = manager.is_running(job_id)
-    if was_running and not running:
-        st.rerun(scope="app")  # the job ended: redraw the page once, without the timer
-    with st.container(border=True):
-        state = "running" if running else job.state
-        st.markdown(f"**{plain_label(job.source_name)}** · {plain_label(job.template.ref)} · "
-                    f"{plain_label(job.model)} on {plain_label(job.backend)} · concurrency {job.concurrency} · "
-                    f"batch {plain_label(job.id)}")
-        st.altair_chart(progress_chart(progress), width="stretch")
-        st.caption(f"{state}: {progress_caption(progress)}")
-        st.caption(progress_key())
-        cols = st.columns(4)
-        cols[0].metric("Done", fmt.count(progress.done, "row"),
-                       help=f"{progress.repaired:,} of them after a repair (see the repairs column).")
-        cols[1].metric("Failed", fmt.count(progress.failed, "row"))
-        cols[2].metric("Left", fmt.count(progress.pending + progress.running, "row"))
-        cols[3].metric("ETA", fmt.eta(progress.eta_s),
-                       help="From this run's own throughput (the last minute of it)." if running
-                       else "Shown while the batch runs.")
-        if job.message and not running:
-            st.caption(plain_label(job.message, 200))
-        _job_buttons(manager, job, progress, running)
-        _results_table(manager, job_id, progress)
-
-
-def _job_buttons(manager: BatchManager, job: Any, progress: Progress, running: bool) -> None:
-    job_id = job.id
-    bar = st.container(horizontal=True)
-    if running:
-        bar.button("Cancel", icon=":material/cancel:", key=f"studio.cancel.{job_id}",
-                   on_click=_action, args=(manager.cancel, job_id, "cancel a batch"))
-    else:
-        bar.button("Retry failed", icon=":material/replay:", key=f"studio.retry.{job_id}",
-                   disabled=progress.failed == 0, on_click=_action,
-                   args=(manager.retry_failed, job_id, "retry a batch"),
-                   help="Runs only the failed rows again; finished rows are kept.")
-        bar.button("Resume", icon=":material/play_arrow:", key=f"studio.resume.{job_id}",
-                   disabled=progress.pending + progress.running == 0, on_click=_action,
-                   args=(manager.resume, job_id, "resume a batch"))
-    bar.download_button(
-        "CSV", data=lambda: to_csv_bytes(manager.results_frame(job_id)),
-        file_name=f"{_stem(job.source_name)}-{job.task}.csv", mime="text/csv", icon=":material/download:",
-        key=f"studio.csv.{job_id}", on_click="ignore",
-        help="Every input column plus the results: status, output, error, attempts, repairs.")
-    bar.download_button(
-        "XLSX", data=lambda: to_xlsx_bytes(manager.results_frame(job_id)),
-        file_name=f"{_stem(job.source_name)}-{job.task}.xlsx", icon=":material/download:",
-        mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"studio.xlsx.{job_id}",
-        on_click="ignore", help="Every input column plus the results; formulas are neutralised.")
-    error = st.session_state.pop(f"studio.action_error.{job_id}", None)
-    if error:
-        st.error(error, icon=":material/error:")
-
-
-def _results_table(manager: BatchManager, job_id: str, progress: Progress) -> None:
-    """Which product each row is (the file's own key columns), its status, output, attempts, repairs, error."""
-    only_failed = st.toggle("Only failed rows", key=f"studio.only_failed.{job_id}", disabled=progress.failed == 0
-                            and not st.session_state.get(f"studio.only_failed.{job_id}"))
-    frame = manager.rows(job_id, status="failed" if only_failed else None, limit=TABLE_ROWS)
-    config: dict[str, Any] = {
-        "row": st.column_config.NumberColumn("row", width="small"),
-        "status": st.column_config.TextColumn("status", width="medium"),
-        "output": st.column_config.TextColumn("output", width="large"),
-        "attempts": st.column_config.NumberColumn("attempts", width="small"),
-        "repairs": st.column_config.TextColumn("repairs", width="medium"),
-        "error": st.column_config.TextColumn("error", width="medium"),
-        "duration_s": st.column_config.NumberColumn("seconds", format="%.2f", width="small"),
-    }
-    keys = [c for c in frame.columns if c.startswith("key:")]
-    for column in keys:
-        config[column] = st.column_config.TextColumn(column.removeprefix("key:"), width="small")
-    order = ["row", *keys, "status", "attempts", "output", "repairs", "error", "duration_s"]
-    st.dataframe(frame, hide_index=True, width="stretch", height=300, column_config=config, column_order=order)
-    shown = progress.failed if only_failed else progress.total
-    if shown > TABLE_ROWS:
-        st.caption(f"The table shows the first {TABLE_ROWS:,} of {shown:,} rows; the downloads have them all.")
-    if progress.failed:
-        with st.expander(f"Failed rows in full ({fmt.count(progress.failed, 'row')})", icon=":material/error:"):
-            failed = manager.rows(job_id, status="failed", limit=FULL_ERRORS)
-            keys = [c for c in failed.columns if c.startswith("key:")]
-            for record in failed.to_dict("records"):
-                product = " · ".join(str(record[k]) for k in keys if str(record[k]).strip())
-                st.markdown(f"**Row {record['row']}** · {plain_label(product, 120)} · "
-                            f"{fmt.count(int(record['attempts']), 'attempt')}")
-                st.code(record["error"], language=None, wrap_lines=True)
-            if progress.failed > FULL_ERRORS:
-                st.caption(f"The first {FULL_ERRORS} failed rows; the downloads have every error.")
-
-
-def _action(method: Callable[[str], Any], job_id: str, what: str) -> None:
-    try:
-        session.require_role("operator", what)
-        method(job_id)
-    except DashboardError as exc:
-        st.session_state[f"studio.action_error.{job_id}"] = user_message(exc)
-
-
-def _stem(name: str) -> str:
-    stem = Path(name).stem or "products"
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:60]
 
 
 def render_task_title(task: str) -> str:

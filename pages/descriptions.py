@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
+from components import batch, session, studio
 from components import chat as chat_view
-from components import session, studio
 from components.router import enter_page
 from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
@@ -287,24 +287,26 @@ def empty_required(task: str, table: Table, mapping: dict[str, str | None]) -> l
 def batch_setup(table: Table, running_job: str | None) -> None:
     st.caption(plain_label(f"{table.source_name}: {len(table):,} rows, {len(table.columns)} columns · "
                            + " · ".join(table.notes), 300))
-    top = st.columns([2, 2, 2, 1])
+    top = st.columns([2, 2, 2])
     task = top[0].selectbox("Task", BATCH_TASKS, key="studio.batch.task", format_func=TASK_TITLES.get)
     with top[1]:
         model = choose_model("studio.batch.model")
     with top[2]:
         template = choose_template(task, "studio.batch.template")
-    concurrency = top[3].number_input("Concurrency", 1, 16, value=2, key="studio.batch.concurrency",
-                                      help="Requests in flight at once; match the server's OLLAMA_NUM_PARALLEL.")
+    lanes = batch.choose_lanes(model, backend) if model else None
+    slots = sum(lane.slots for lane in lanes or ())
     params = studio.render_params(task, "studio.batch")
     mapping = batch_mapping(task, table)
     st.markdown("**Preview** (first rows)")
     st.dataframe(table.frame.head(5), hide_index=True, width="stretch")
-    manager = studio.batch_manager()
+    manager = batch.batch_manager()
     per_row = manager.average_row_seconds(task, model) if model else None
     basis = "measured on earlier runs" if per_row else f"assuming about {fmt.duration(DEFAULT_ROW_SECONDS)} per row"
-    estimate = len(table) * (per_row or DEFAULT_ROW_SECONDS) / int(concurrency)
-    st.caption(f"Estimated time: {fmt.duration(estimate)} for {fmt.count(len(table), 'row')} at concurrency "
-               f"{int(concurrency)} ({basis}).")
+    if slots:
+        estimate = len(table) * (per_row or DEFAULT_ROW_SECONDS) / slots
+        st.caption(f"Estimated time: {fmt.duration(estimate)} for {fmt.count(len(table), 'row')} on "
+                   f"{fmt.count(len(lanes or ()), 'backend')} with {slots} slots in all ({basis}; each backend's "
+                   "slots come from the backends file).")
     blockers = missing_required(task, table, mapping)
     for blocker in blockers:
         st.warning(blocker, icon=":material/rule:")
@@ -314,12 +316,12 @@ def batch_setup(table: Table, running_job: str | None) -> None:
         st.info("This file is running as the batch above; Run is available again when it ends.",
                 icon=":material/hourglass_top:")
     if st.button("Run batch", type="primary", icon=":material/play_arrow:",
-                 disabled=not model or bool(blockers) or bool(running_job), key="studio.batch.go"):
+                 disabled=not model or not lanes or bool(blockers) or bool(running_job), key="studio.batch.go",
+                 help="It starts at once, or waits its turn when the most batches allowed at once are running."):
         try:
             identity = session.require_role("operator", "run a batch")
-            job_id = manager.create_job(table, template=template, model=str(model), backend=backend.name,
-                                        params=params, mapping=mapping, concurrency=int(concurrency),
-                                        owner=identity.subject)
+            job_id = manager.create_job(table, template=template, model=str(model), params=params, mapping=mapping,
+                                        lanes=lanes, owner=identity.subject)
             manager.start(job_id)
         except DashboardError as exc:
             st.error(user_message(exc), icon=":material/error:")
@@ -339,12 +341,13 @@ def running_job_for(table: Table | None) -> str | None:
     if table is None:
         return None
     job_id = st.session_state.get("studio.batch.runs", {}).get(table_key(table))
-    return job_id if job_id and studio.batch_manager().is_running(job_id) else None
+    return job_id if job_id and batch.batch_manager().is_active(job_id) else None
 
 
 def batch_job_card() -> None:
     """The chosen batch, at the top: the one just started, else the one in the address, else a running one."""
-    manager = studio.batch_manager()
+    manager = batch.batch_manager()
+    batch.render_queue(manager)
     jobs = manager.jobs(limit=20)
     if not jobs:
         return
@@ -359,7 +362,7 @@ def batch_job_card() -> None:
     job_id = st.selectbox("Batch", ids, key="studio.batch.job", format_func=lambda i: one_line(labels[i]))
     if st.query_params.get("job") != job_id:
         st.query_params["job"] = job_id
-    studio.render_job(manager, job_id)
+    batch.render_job(manager, job_id)
 
 
 def batch_mode() -> None:

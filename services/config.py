@@ -28,6 +28,8 @@ BACKEND_KINDS: tuple[BackendKind, ...] = ("ollama", "ollama-cloud", "gateway")
 DEFAULT_OLLAMA_PORT = 11434
 OLLAMA_CLOUD_URL = "https://ollama.com"
 GATEWAY_SECRET_MIN_BYTES = 32
+DEFAULT_SLOTS = 2  # requests a batch keeps in flight on one backend (match its OLLAMA_NUM_PARALLEL)
+MAX_SLOTS = 32
 
 
 def parse_ollama_host(value: str | None) -> str:
@@ -121,6 +123,7 @@ class Backend:
     gateway_audience: str = "ai-gateway"
     gateway_issuer: str = "ollama-dashboard"
     verify_tls: bool = True
+    slots: int = DEFAULT_SLOTS  # a batch's requests in flight here at once (``slots = N`` in the backends file)
 
     @property
     def label(self) -> str:
@@ -164,6 +167,10 @@ class Settings:
         if self.timezone:
             return ZoneInfo(self.timezone)
         return datetime.now().astimezone().tzinfo or ZoneInfo("UTC")
+    # Jobs: PostgreSQL for several dashboard processes, the batch queue, job leases.
+    database_url: str = field(default="", repr=False)
+    batch_max_running: int = 2
+    lease_ttl_s: float = 30.0
 
     def backend(self, name: str) -> Backend:
         for backend in self.backends:
@@ -310,9 +317,26 @@ def _backends_from_file(path: Path, env: Mapping[str, str]) -> tuple[Backend, ..
                 gateway_audience=str(entry.get("audience", "ai-gateway")),
                 gateway_issuer=str(entry.get("issuer", "ollama-dashboard")),
                 verify_tls=bool(entry.get("verify_tls", True)),
+                slots=_slots(entry, where),
             )
         )
     return tuple(backends)
+
+
+def _slots(entry: dict, where: str) -> int:
+    value = entry.get("slots", DEFAULT_SLOTS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SLOTS:
+        raise InvalidInput(f"{where}: slots must be a whole number from 1 to {MAX_SLOTS}, not {value!r}.")
+    return value
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidInput(f"{key} must be a whole number from {low} to {high}, not {raw!r}.")
+    return int(raw)
 
 
 def _secret(entry: dict, key: str, env: Mapping[str, str], where: str) -> str:
@@ -382,7 +406,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prometheus_timeout_s=_float(env, "DASHBOARD_PROMETHEUS_TIMEOUT", 5.0),
         timezone=_timezone(env),
         chat_retention_days=_days(env, "DASHBOARD_CHAT_RETENTION_DAYS", 90.0),
-        chat_max_conversations=_count(env, "DASHBOARD_CHAT_MAX_CONVERSATIONS", 2_000),
+        chat_max_conversations=_int(env, "DASHBOARD_CHAT_MAX_CONVERSATIONS", 2_000, 1, 1_000_000),
+        database_url=env.get("DASHBOARD_DATABASE_URL", "").strip(),
+        batch_max_running=_int(env, "DASHBOARD_BATCH_MAX_RUNNING", 2, 1, 64),
+        lease_ttl_s=_float(env, "DASHBOARD_LEASE_TTL_S", 30.0),
     )
 
 
@@ -396,11 +423,3 @@ def _days(env: Mapping[str, str], key: str, default: float) -> float:
         raise InvalidInput(f"{key} must be a positive number of days, not {raw!r}.")
     return value
 
-
-def _count(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidInput(f"{key} must be a whole number of at least 1, not {raw!r}.")
-    return int(raw)

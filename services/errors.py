@@ -11,6 +11,7 @@ catch ``DashboardError`` and show ``user_message(exc)``; no traceback reaches a 
     ├── OutputRejected            a model answered, but the answer failed a task's checks
     ├── Cancelled                 work stopped because someone asked
     ├── QueryFailed               a Prometheus panel's query gave no data (the message is what the panel shows)
+    ├── StoreUnavailable          the job database did not answer (restarting, unreachable, locked): retry later
     ├── StreamFailed              a stream failed after some output: ``cause`` says why, ``partial`` keeps what came
     └── BackendError              something went wrong talking to a backend
         ├── TransportError        no usable HTTP response
@@ -49,6 +50,7 @@ __all__ = [
     "Reason",
     "ResponseError",
     "ServerError",
+    "StoreUnavailable",
     "StreamFailed",
     "StreamInterrupted",
     "TransportError",
@@ -112,6 +114,11 @@ class Cancelled(DashboardError):
 
 class QueryFailed(DashboardError):
     """A panel's query did not produce data; the message is what the panel shows."""
+
+
+class StoreUnavailable(DashboardError):
+    """The job database (SQLite file or PostgreSQL) could not be used just now: it is restarting, unreachable or
+    locked by another process. Work in progress keeps its result and writes it once the database is back."""
 
 
 class StreamFailed(DashboardError):
@@ -218,7 +225,8 @@ def user_message(exc: BaseException) -> str:
     detail = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
     if isinstance(exc, StreamFailed):
         return user_message(exc.cause)
-    if isinstance(exc, InvalidInput | ConfigError | Forbidden | OutputRejected | Cancelled | QueryFailed):
+    if isinstance(exc, InvalidInput | ConfigError | Forbidden | OutputRejected | Cancelled | QueryFailed
+                  | StoreUnavailable):
         return str(exc)
     if isinstance(exc, AuthError):
         return f"{exc.title}: {exc.message}"

@@ -52,3 +52,30 @@ def dead_backend() -> Backend:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return Backend(name="dead", kind="ollama", url=f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():  # type: ignore[no-untyped-def]
+    """One throwaway PostgreSQL server for the session (Debian's packages; ``tests/postgres.py``)."""
+    from tests.postgres import PostgresCluster, postgres_bin
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql package)")
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def job_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The job store on both databases: the same store code and the same tests run on each."""
+    from services.db import Database
+
+    if request.param == "sqlite":
+        yield Database.in_dir(tmp_path_factory.mktemp("jobs"))
+        return
+    from services.db_postgres import PostgresDatabase
+
+    cluster = request.getfixturevalue("postgres_cluster")
+    store = PostgresDatabase(cluster.database())
+    yield store
+    store.close()

@@ -187,6 +187,7 @@ class PullJob:
     progress: PullProgress = field(default_factory=PullProgress)
     stream: NDJSONStream | None = None
     cancel_requested: bool = False
+    handing_over: bool = False  # the process stops: end without a final state, another process continues
     thread: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 

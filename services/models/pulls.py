@@ -1,10 +1,14 @@
-"""Server-side pull jobs: owned by the dashboard process, shared by every browser session.
+"""Server-side pull jobs: owned by a dashboard process, shared by every browser session and every process.
 
 A pull of a 40 GB model outlives any page view, so it runs on a daemon thread of a process-wide
-``PullManager`` (built once by the composition root, ``components.runtime``). Sessions only read snapshots. Each job's
-record lives in SQLite, so a refresh, a second browser or the wall screen sees the same job, and a job
-that was running when the dashboard stopped shows up as *interrupted* (retryable: Ollama resumes from
-the layers it already has).
+``PullManager`` (built once by the composition root, ``components.runtime``). Sessions only read snapshots. Each
+job's record lives in the job store (the SQLite file, or PostgreSQL for several processes), so a refresh, a second
+browser, another dashboard process or the wall screen sees the same job.
+
+A running pull is held by a lease (``services.leases``) that a heartbeat renews. A process that stops cleanly
+hands its pulls over (lease released, state kept): the next process, or this one at its next start, continues
+them at once, and Ollama resumes from the layers it already has. A process that dies is taken over once its lease
+expires. Nothing is marked *interrupted* unless it truly cannot go on (its backend left the configuration).
 
 Progress is O(1) in the number of progress lines (``services.models.pull_progress``): nothing grows
 with the line count.
@@ -21,8 +25,16 @@ from typing import Any
 
 from services.access.audit import AuditLog
 from services.config import Backend
-from services.db import Database
-from services.errors import DashboardError, InvalidInput, ModelNotFound, StreamInterrupted, user_message
+from services.db import Store
+from services.errors import (
+    DashboardError,
+    InvalidInput,
+    ModelNotFound,
+    StoreUnavailable,
+    StreamInterrupted,
+    user_message,
+)
+from services.leases import Leases, new_holder
 from services.models.pull_progress import (
     ACTIVE_STATES,
     ALLOWED_REGISTRIES,
@@ -48,23 +60,26 @@ _SCHEMA = (
         state TEXT NOT NULL,
         error TEXT NOT NULL DEFAULT '',
         requested_by TEXT NOT NULL DEFAULT '',
-        created_at REAL NOT NULL,
-        finished_at REAL,
-        completed_bytes INTEGER NOT NULL DEFAULT 0,
-        total_bytes INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION,
+        completed_bytes BIGINT NOT NULL DEFAULT 0,
+        total_bytes BIGINT NOT NULL DEFAULT 0,
         last_status TEXT NOT NULL DEFAULT ''
     )""",
     "CREATE INDEX IF NOT EXISTS pull_jobs_created ON pull_jobs (created_at)",
 )
+_ADDED = {"pull_jobs": {"lease_owner": "TEXT NOT NULL DEFAULT ''",
+                        "lease_until": "DOUBLE PRECISION NOT NULL DEFAULT 0"}}
 
 
 
 class PullManager:
     """Starts, deduplicates, cancels and records pull jobs for the whole dashboard process."""
 
-    def __init__(self, db: Database, client_for: ClientFactory, backends: Sequence[Backend],
+    def __init__(self, db: Store, client_for: ClientFactory, backends: Sequence[Backend],
                  audit: AuditLog | None = None, *, max_active: int = MAX_ACTIVE_JOBS,
-                 allowed_registries: Sequence[str] = ALLOWED_REGISTRIES) -> None:
+                 allowed_registries: Sequence[str] = ALLOWED_REGISTRIES, lease_ttl_s: float = 30.0,
+                 tick_s: float | None = None) -> None:
         self._db = db
         self._client_for = client_for
         self._backends = {b.name: b for b in backends}
@@ -74,16 +89,13 @@ class PullManager:
         self._lock = threading.Lock()
         self._jobs: dict[str, PullJob] = {}
         self._active: dict[tuple[str, str], PullJob] = {}
-        with db.transaction() as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            # Jobs that were running when the previous dashboard process stopped can never finish.
-            conn.execute(
-                "UPDATE pull_jobs SET state='interrupted', finished_at=?, "
-                "error='the dashboard stopped while this pull was running; retry to resume it' "
-                "WHERE state IN ('queued','running')",
-                (time.time(),),
-            )
+        db.ensure_schema(_SCHEMA, _ADDED)
+        self.leases = Leases(db, "pull_jobs", new_holder(), lease_ttl_s)
+        self._tick_s = tick_s if tick_s is not None else max(lease_ttl_s / 3, 0.05)
+        self._stopping = threading.Event()
+        self._heart = threading.Thread(target=self._beat, name="pull-heartbeat", daemon=True)
+        self.take_over()  # pulls a previous process left running continue now, not at the first beat
+        self._heart.start()
 
     # ---- actions ---------------------------------------------------------------------------------
     def start(self, backend: Backend, model: str, who: str) -> tuple[PullSnapshot, bool]:
@@ -98,6 +110,9 @@ class PullManager:
             raise InvalidInput(f"Pulling from {registry} is not allowed; allowed registries: "
                                f"{', '.join(self._registries)}.")
         key = (backend.name, canonical_name(name))
+        elsewhere = self._active_elsewhere(key)
+        if elsewhere is not None:
+            return elsewhere, False  # another dashboard process pulls it: join that job
         with self._lock:
             existing = self._active.get(key)
             if existing is not None:
@@ -110,13 +125,23 @@ class PullManager:
             self._jobs[job.id] = job
             self._active[key] = job
             self._db.execute(
-                "INSERT INTO pull_jobs (id, backend, model, state, requested_by, created_at) VALUES (?,?,?,?,?,?)",
-                (job.id, backend.name, name, job.state, who, job.created_at),
+                "INSERT INTO pull_jobs (id, backend, model, state, requested_by, created_at, lease_owner, lease_until)"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, {self._db.now_sql} + ?)",
+                (job.id, backend.name, name, job.state, who, job.created_at, self.leases.holder, self.leases.ttl_s),
             )
             job.thread = threading.Thread(target=self._run, args=(job,), name=f"pull-{job.id}", daemon=True)
             job.thread.start()
         self._record(job, "started")
         return job.snapshot(), True
+
+    def _active_elsewhere(self, key: tuple[str, str]) -> PullSnapshot | None:
+        rows = self._db.execute(
+            f"SELECT * FROM pull_jobs WHERE backend = ? AND state IN ('queued', 'running') AND lease_owner != ? "
+            f"AND {self.leases.live_sql}", (key[0], self.leases.holder)).fetchall()
+        for row in rows:
+            if canonical_name(row["model"]) == key[1]:
+                return _from_row(row)
+        return None
 
     def cancel(self, job_id: str) -> bool:
         """Ask a running job to stop and close its connection now; False when it is not running."""
@@ -178,15 +203,74 @@ class PullManager:
         with self._lock:
             return len(self._active)
 
-    def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Cancel every running job and wait for the threads (tests; a real process just exits)."""
+    def shutdown(self, timeout_s: float = 5.0, *, release: bool = True) -> None:
+        """Stop this process's pulls and hand them over: their state stays running and their leases are
+        released, so the next process (or this one at its next start) continues them at once. ``release``
+        False is a crash: the leases run out by themselves."""
+        self._stopping.set()
+        self._heart.join(timeout_s)
         with self._lock:
             jobs = list(self._active.values())
         for job in jobs:
-            self.cancel(job.id)
+            with job.lock:
+                job.handing_over = True
+                stream = job.stream
+            if stream is not None:
+                stream.abort()
         for job in jobs:
             if job.thread is not None:
                 job.thread.join(timeout_s)
+        if release and jobs:
+            try:
+                self.leases.release([job.id for job in jobs])
+            except StoreUnavailable:
+                log.warning("could not release pull leases at shutdown; they expire in %.0f s", self.leases.ttl_s)
+
+    # ---- leases: the heartbeat, and pulls left by a process that went away ------------------------------
+    def _beat(self) -> None:
+        while not self._stopping.wait(self._tick_s):
+            try:
+                with self._lock:
+                    ids = [job.id for job in self._active.values()]
+                if ids:
+                    self.leases.renew(ids, ACTIVE_STATES)
+                self.take_over()
+            except StoreUnavailable as exc:
+                log.warning("pull heartbeat: %s", exc)
+            except Exception:
+                log.exception("pull heartbeat failed")
+
+    def take_over(self) -> list[str]:
+        """Continue the pulls whose process went away (their lease expired); returns their ids."""
+        rows = self._db.execute(f"SELECT * FROM pull_jobs WHERE state IN ('queued', 'running') AND NOT "
+                                f"({self.leases.live_sql})").fetchall()
+        taken = []
+        for row in rows:
+            with self._db.transaction() as tx:
+                if not self.leases.take(tx, row["id"], ACTIVE_STATES):
+                    continue  # another process was quicker
+            backend = self._backends.get(row["backend"])
+            key = (row["backend"], canonical_name(row["model"]))
+            with self._lock:
+                duplicate = key in self._active
+            if backend is None or duplicate:
+                why = (f"its backend {row['backend']!r} is no longer configured" if backend is None
+                       else "another pull of the same model runs here")
+                self._db.execute("UPDATE pull_jobs SET state = 'interrupted', finished_at = ?, error = ?, "
+                                 "lease_until = 0 WHERE id = ?",
+                                 (time.time(), f"the dashboard process running this pull stopped and {why}",
+                                  row["id"]))
+                continue
+            job = PullJob(id=row["id"], backend=backend, model=row["model"], key=key,
+                          requested_by=row["requested_by"], created_at=row["created_at"])
+            with self._lock:
+                self._jobs[job.id] = job
+                self._active[key] = job
+                job.thread = threading.Thread(target=self._run, args=(job,), name=f"pull-{job.id}", daemon=True)
+                job.thread.start()
+            self._record(job, "resumed after its dashboard process stopped")
+            taken.append(job.id)
+        return taken
 
     # ---- the worker ------------------------------------------------------------------------------
     def _run(self, job: PullJob) -> None:
@@ -226,6 +310,9 @@ class PullManager:
         except Exception:  # the job thread must always end with a recorded state, never hang "running"
             log.exception("pull job %s crashed", job.id)
             error = "an unexpected error stopped the pull; the details are in the dashboard's log"
+        if job.handing_over and state != "succeeded":
+            self._persist(job)  # the progress so far; the state stays running for the next process
+            return
         with self._lock:
             with job.lock:
                 job.state, job.error, job.finished_at = state, error, time.time()
@@ -240,10 +327,11 @@ class PullManager:
     def _persist(self, job: PullJob) -> None:
         snap = job.snapshot()
         try:
-            self._db.execute(
+            self._db.execute(  # fenced: a process that lost the lease does not overwrite the new holder's record
                 "UPDATE pull_jobs SET state=?, error=?, finished_at=?, completed_bytes=?, total_bytes=?, "
-                "last_status=? WHERE id=?",
-                (snap.state, snap.error, snap.finished_at, snap.completed, snap.total, snap.status, snap.id),
+                "last_status=? WHERE id=? AND lease_owner=?",
+                (snap.state, snap.error, snap.finished_at, snap.completed, snap.total, snap.status, snap.id,
+                 self.leases.holder),
             )
         except Exception:  # a locked or vanished DB file must not kill the pull itself
             log.exception("could not persist pull job %s", job.id)

@@ -222,6 +222,7 @@ class TaskResult:
     cancelled: bool = False
     repairs: list[str] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)  # why each failed attempt was refused, in order
+    handed_back: BaseException | None = None  # the backend failure that gave the product back (``hand_back``)
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -301,11 +302,14 @@ def run_task(
     taxonomy: Taxonomy | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
     images: Sequence[str] = (),
+    hand_back: bool = False,
 ) -> TaskResult:
     """Run one product through a task: generate, repair, check, and retry with feedback a bounded number of
     times; never raises for a backend or model failure. ``repair``/``feedback`` False is the engine without
     those steps (the benchmark's baseline). ``on_attempt`` streams each attempt to a live view. ``images`` are
-    raw base64 pictures sent with the prompt (a product photo, for a vision model)."""
+    raw base64 pictures sent with the prompt (a product photo, for a vision model). ``hand_back`` returns at
+    the first transient backend failure (``handed_back``) instead of retrying on the same backend: a batch
+    over several backends gives the product to another one."""
     result = TaskResult(task=template.task, template_ref=template.ref, model=model, ok=False)
     started = time.perf_counter()
     gate = gate or BackoffGate()
@@ -338,6 +342,9 @@ def run_task(
                 break
             transport_failures += 1
             result.error = user_message(exc)
+            if hand_back:
+                result.handed_back = exc
+                break
             if transport_failures >= max_transport_attempts:
                 result.error = f"gave up after {transport_failures} attempts: {result.error}"
                 break

@@ -1,17 +1,18 @@
-"""The batch engine against the loopback stand-in: concurrency bound, resume, retry, cancel, faults."""
+"""The batch engine against the loopback stand-in: concurrency bound, resume, retry, cancel, faults; on SQLite
+and on PostgreSQL alike (``job_store``)."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from services.config import Backend
-from services.db import Database
+from services.db import Store
 from services.errors import InvalidInput
 from services.ollama.client import OllamaClient
 from services.studio.batch import BatchManager
@@ -19,6 +20,7 @@ from services.studio.batch_store import result_column_names
 from services.studio.tabular import Table, read_table
 from services.studio.tasks import TaskParams
 from services.studio.templates import TemplateStore
+from tests.postgres import reopen
 from tests.standin import StandinServer
 
 FR_REPLY = "Une robe élégante et fluide, parfaite pour vos soirées."
@@ -43,10 +45,11 @@ def store(tmp_path: Path) -> TemplateStore:
     return TemplateStore(tmp_path)
 
 
+
 @pytest.fixture
-def manager(tmp_path: Path, client: OllamaClient) -> Iterator[BatchManager]:
-    mgr = BatchManager(Database.in_dir(tmp_path), lambda _name: client, backoff_base_s=0.05, backoff_max_s=0.2,
-                       max_transport_attempts=3)
+def manager(job_store: Store, client: OllamaClient) -> Iterator[BatchManager]:
+    mgr = BatchManager(job_store, lambda _name: client, backoff_base_s=0.05, backoff_max_s=0.2,
+                       max_transport_attempts=3, tick_s=0.1)
     yield mgr
     mgr.shutdown()
 
@@ -74,10 +77,10 @@ def test_concurrency_is_never_exceeded_and_every_row_is_written(manager: BatchMa
     assert names_requested(standin) == Counter({f"Robe {i:04d}": 1 for i in range(30)})
 
 
-def test_resume_after_a_restart_never_reruns_finished_rows(tmp_path: Path, client: OllamaClient,
+def test_resume_after_a_restart_never_reruns_finished_rows(job_store: Store, client: OllamaClient,
                                                            store: TemplateStore, standin: StandinServer) -> None:
     standin.state.configure(parallel=2, request_time_s=0.15, replies={"Product data": FR_REPLY})
-    first = BatchManager(Database.in_dir(tmp_path), lambda _name: client)
+    first = BatchManager(job_store, lambda _name: client)
     job_id = new_job(first, store, 16, concurrency=2)
     first.start(job_id)
     deadline = time.monotonic() + 10
@@ -89,7 +92,7 @@ def test_resume_after_a_restart_never_reruns_finished_rows(tmp_path: Path, clien
     assert 5 <= len(done_before) < 16
     assert first.job(job_id).state == "running"
 
-    second = BatchManager(Database(first.db.path), lambda _name: client)
+    second = BatchManager(reopen(job_store), lambda _name: client)  # type: ignore[arg-type]
     assert second.resume_interrupted() == [job_id]
     assert second.wait(job_id, 30)
     progress = second.progress(job_id)
@@ -100,33 +103,53 @@ def test_resume_after_a_restart_never_reruns_finished_rows(tmp_path: Path, clien
     second.shutdown()
 
 
-def test_busy_rows_fail_after_bounded_retries_then_retry_failed_only(manager: BatchManager, store: TemplateStore,
-                                                                     standin: StandinServer) -> None:
-    standin.state.configure(replies={"Product data": FR_REPLY})
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_a_backend_answering_503_to_everything_pauses_the_job_and_burns_no_retries(
+        manager: BatchManager, store: TemplateStore, standin: StandinServer) -> None:
+    standin.state.configure(fault="busy", replies={"Product data": FR_REPLY})
+    job_id = new_job(manager, store, 4, concurrency=2)
+    manager.start(job_id)
+    wait_for(lambda: "busy" in manager.progress(job_id).paused)
+    during = manager.progress(job_id)
+    assert during.state == "running" and during.failed == 0 and during.done == 0
+    assert "paused: the backend is failing" in during.paused and "no row is failed" in during.paused
+    assert during.lanes[0].state in ("paused", "probing") and during.lanes[0].handed_back >= 1
+    # The backend recovers: every row is written once, none failed.
+    standin.state.configure(fault=None)
+    assert manager.wait(job_id, 30)
+    after = manager.progress(job_id)
+    assert (after.done, after.failed, after.state, after.paused) == (4, 0, "finished", "")
+    assert set(names_requested(standin)) == {f"Robe {i:04d}" for i in range(4)}
+    assert after.attempts == len(standin.state.requests_to("/api/chat"))  # 503s counted as attempts too
+
+
+def test_retry_failed_runs_only_the_failed_rows(manager: BatchManager, store: TemplateStore,
+                                                standin: StandinServer) -> None:
+    english = {"on": True}
+
+    def responder(body: dict) -> str:
+        text = "\n".join(m["content"] for m in body["messages"])
+        wrong = english["on"] and "Robe 0002" in text
+        return "An English answer for this dress, which is not what we asked for." if wrong else FR_REPLY
+
+    standin.state.responder = responder
     job_id = new_job(manager, store, 4, concurrency=2)
     manager.start(job_id)
     assert manager.wait(job_id, 30)
-    done_first = manager.progress(job_id).done
-    assert done_first == 4
-    # Now the backend is overloaded: a new job fails every row, boundedly.
-    standin.state.configure(fault="busy")
-    job2 = new_job(manager, store, 4, concurrency=2)
-    manager.start(job2)
-    assert manager.wait(job2, 30)
-    progress = manager.progress(job2)
-    assert (progress.failed, progress.done, progress.state) == (4, 0, "finished")
-    rows = manager.rows(job2)
-    assert rows["error"].str.contains("gave up after 3 attempts").all()
-    busy_requests = len(standin.state.requests_to("/api/chat")) - 4
-    assert busy_requests == 4 * 3  # bounded: attempts x rows, no storm
-    # The backend recovers; only the failed rows run again.
-    standin.state.configure(fault=None)
+    assert (manager.progress(job_id).done, manager.progress(job_id).failed) == (3, 1)
+    english["on"] = False
     before = len(standin.state.requests_to("/api/chat"))
-    assert manager.retry_failed(job2) == 4
-    assert manager.wait(job2, 30)
-    assert manager.progress(job2).done == 4
-    assert len(standin.state.requests_to("/api/chat")) - before == 4
-    assert manager.retry_failed(job_id) == 0  # nothing failed there: nothing re-sent
+    assert manager.retry_failed(job_id) == 1
+    assert manager.wait(job_id, 30)
+    assert (manager.progress(job_id).done, manager.progress(job_id).failed) == (4, 0)
+    assert len(standin.state.requests_to("/api/chat")) - before == 1
+    assert manager.retry_failed(job_id) == 0  # nothing failed any more: nothing re-sent
 
 
 def test_a_row_failing_its_check_is_failed_with_the_reason_and_the_batch_goes_on(
@@ -157,7 +180,7 @@ def test_cancel_stops_at_once_and_leaves_unfinished_rows_pending(manager: BatchM
     standin.state.configure(request_time_s=3.0, replies={"Product data": FR_REPLY})
     job_id = new_job(manager, store, 10, concurrency=2)
     manager.start(job_id)
-    time.sleep(0.4)
+    wait_for(lambda: len(standin.state.requests_to("/api/chat")) == 2)
     started = time.monotonic()
     manager.cancel(job_id)
     assert manager.wait(job_id, 5)
@@ -167,16 +190,20 @@ def test_cancel_stops_at_once_and_leaves_unfinished_rows_pending(manager: BatchM
     assert len(standin.state.requests_to("/api/chat")) == 2
 
 
-def test_a_dead_backend_fails_rows_without_hanging(tmp_path: Path, dead_backend: Backend,
-                                                   store: TemplateStore) -> None:
+def test_a_dead_backend_pauses_the_job_with_the_reason_and_cancel_keeps_every_row(
+        job_store: Store, dead_backend: Backend, store: TemplateStore) -> None:
     dead = OllamaClient(dead_backend, connect_timeout_s=0.5, load_timeout_s=2, stall_timeout_s=1)
-    mgr = BatchManager(Database.in_dir(tmp_path), lambda _name: dead, backoff_base_s=0.05, backoff_max_s=0.1,
+    mgr = BatchManager(job_store, lambda _name: dead, backoff_base_s=0.05, backoff_max_s=0.1,
                        max_transport_attempts=2)
     job_id = new_job(mgr, store, 3)
     mgr.start(job_id)
-    assert mgr.wait(job_id, 20)
-    rows = mgr.rows(job_id)
-    assert (rows["status"] == "failed").all() and rows["error"].str.contains("not reachable").all()
+    wait_for(lambda: "not reachable" in mgr.progress(job_id).paused)
+    assert mgr.progress(job_id).failed == 0  # an unreachable host is not the rows' fault
+    mgr.cancel(job_id)
+    assert mgr.wait(job_id, 10)
+    progress = mgr.progress(job_id)
+    assert (progress.state, progress.pending, progress.failed, progress.running) == ("cancelled", 3, 0, 0)
+    mgr.shutdown()
 
 
 def test_invalid_jobs_write_nothing(manager: BatchManager, store: TemplateStore) -> None:
@@ -191,22 +218,23 @@ def test_invalid_jobs_write_nothing(manager: BatchManager, store: TemplateStore)
         manager.create_job(table, template=store.latest("column_mapping"), model="llama3.2:1b", backend="s",
                            params=TaskParams(), mapping=MAPPING, concurrency=2, owner="t")
     assert manager.jobs() == []
-    assert manager.db.execute("SELECT COUNT(*) FROM batch_rows").fetchone()[0] == 0
+    assert manager.db.execute("SELECT COUNT(*) AS n FROM batch_rows").fetchone()["n"] == 0
 
 
 def test_result_columns_do_not_clobber_input_columns() -> None:
     assert result_column_names(["ai_result", "name"])[1] == "_ai_result"
 
 
-def test_a_backend_gone_from_the_configuration_stops_the_job_with_the_reason(tmp_path: Path,
+def test_a_backend_gone_from_the_configuration_stops_the_job_with_the_reason(job_store: Store,
                                                                              store: TemplateStore) -> None:
     def client_for(name: str) -> OllamaClient:
         raise InvalidInput(f"No backend named {name!r} is configured.")
 
-    mgr = BatchManager(Database.in_dir(tmp_path), client_for)
+    mgr = BatchManager(job_store, client_for)
     job_id = new_job(mgr, store, 3)
     mgr.start(job_id)
     assert mgr.wait(job_id, 10)
     job = mgr.job(job_id)
     assert job.state == "cancelled" and "No backend named 'standin'" in job.message
     assert mgr.progress(job_id).pending == 3  # nothing lost: Resume works once the backend is back
+    mgr.shutdown()

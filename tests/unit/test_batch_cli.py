@@ -73,3 +73,45 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(standin: StandinSer
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
     assert standin.state.requests_to("/api/chat") == []
+
+
+def run_fleet_cli(servers: dict[str, StandinServer], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    backends = tmp_path / "backends.toml"
+    backends.write_text("".join(f'[[backends]]\nname = "{name}"\nurl = "{server.url}"\nslots = 3\n\n'
+                                for name, server in servers.items()))
+    env = {**os.environ, "DASHBOARD_BACKENDS_FILE": str(backends), "DASHBOARD_DATA_DIR": str(tmp_path / "data"),
+           "DASHBOARD_STALL_TIMEOUT": "2"}
+    return subprocess.run([sys.executable, "-m", "services.studio", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_backends_all_spreads_the_file_and_says_which_backend_answered(tmp_path: Path) -> None:
+    with StandinServer() as one, StandinServer() as two, StandinServer() as empty:
+        for server in (one, two):
+            server.state.configure(replies={"Product data": FR_REPLY}, request_time_s=0.05)
+        empty.state.models.pop("llama3.2:1b")
+        out = tmp_path / "out.csv"
+        done = run_fleet_cli({"gpu-1": one, "gpu-2": two, "cpu-1": empty}, tmp_path, "--input",
+                             str(FIXTURES / "products.csv"), "--output", str(out), "--task", "description", "--model",
+                             "llama3.2:1b", "--backends", "all")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "on gpu-1 ×3, gpu-2 ×3" in done.stdout and "skipping cpu-1" in done.stderr
+        frame = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        assert (frame["ai_status"] == "done").all() and set(frame["ai_backend"]) <= {"gpu-1", "gpu-2"}
+        assert empty.state.requests_to("/api/chat") == []
+
+
+def test_a_digest_mismatch_between_backends_stops_before_any_request_unless_allowed(tmp_path: Path) -> None:
+    with StandinServer() as one, StandinServer() as two:
+        for server in (one, two):
+            server.state.configure(replies={"Product data": FR_REPLY})
+        two.state.models["llama3.2:1b"]["digest"] = "e" * 64
+        out = tmp_path / "out.csv"
+        args = ("--input", str(FIXTURES / "products.csv"), "--output", str(out), "--task", "description", "--model",
+                "llama3.2:1b", "--backend", "gpu-1", "--backend", "gpu-2")
+        refused = run_fleet_cli({"gpu-1": one, "gpu-2": two}, tmp_path, *args)
+        assert refused.returncode == 2 and "not the same model everywhere" in refused.stderr
+        assert "eeeeeeeeeeee on gpu-2" in refused.stderr and "--allow-digest-mismatch" in refused.stderr
+        assert one.state.requests_to("/api/chat") == [] and not out.exists()
+        allowed = run_fleet_cli({"gpu-1": one, "gpu-2": two}, tmp_path, *args, "--allow-digest-mismatch")
+        assert allowed.returncode == 0, allowed.stdout + allowed.stderr

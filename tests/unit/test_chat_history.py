@@ -228,6 +228,6 @@ def test_retention_and_cap_settings_are_read_and_checked() -> None:
     assert (tuned.chat_retention_days, tuned.chat_max_conversations) == (7.5, 50)
     for key, value, message in (("DASHBOARD_CHAT_RETENTION_DAYS", "forever", "number of days"),
                                 ("DASHBOARD_CHAT_RETENTION_DAYS", "0", "positive number of days"),
-                                ("DASHBOARD_CHAT_MAX_CONVERSATIONS", "-3", "whole number of at least 1")):
+                                ("DASHBOARD_CHAT_MAX_CONVERSATIONS", "-3", "whole number from 1 to 1000000")):
         with pytest.raises(InvalidInput, match=message):
             load_settings({**env, key: value})

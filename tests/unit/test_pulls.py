@@ -15,11 +15,12 @@ import pytest
 
 from services.access.audit import AuditLog
 from services.config import Backend
-from services.db import Database
+from services.db import Database, Store
 from services.errors import InvalidInput
 from services.models.pull_progress import MAX_LAYERS, STATUS_HISTORY, PullProgress, canonical_name
 from services.models.pulls import PullManager
 from services.ollama.client import OllamaClient
+from tests.postgres import reopen
 from tests.standin import StandinServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,17 +28,18 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return Database.in_dir(tmp_path / "data")
+def db(job_store: Store) -> Store:
+    """The pull jobs on SQLite and on PostgreSQL alike."""
+    return job_store
 
 
 @pytest.fixture
-def audit(db: Database) -> AuditLog:
-    return AuditLog(db)
+def audit(tmp_path: Path) -> AuditLog:
+    return AuditLog(Database.in_dir(tmp_path / "audit"))  # the audit log stays in the data directory's SQLite
 
 
 @pytest.fixture
-def manager(db: Database, audit: AuditLog, client: OllamaClient, backend: Backend) -> Iterator[PullManager]:
+def manager(db: Store, audit: AuditLog, client: OllamaClient, backend: Backend) -> Iterator[PullManager]:
     mgr = PullManager(db, lambda b: client, [backend], audit)
     yield mgr
     mgr.shutdown()
@@ -155,7 +157,7 @@ def test_unknown_model_fails_with_ollamas_message(manager: PullManager, backend:
     assert "file does not exist" in done.error and "no-such-model:7b" in done.error
 
 
-def test_dead_backend_fails_fast(db: Database, dead_backend: Backend) -> None:
+def test_dead_backend_fails_fast(db: Store, dead_backend: Backend) -> None:
     client = OllamaClient(dead_backend, connect_timeout_s=1.0)
     mgr = PullManager(db, lambda b: client, [dead_backend])
     snap, _ = mgr.start(dead_backend, "qwen2.5:0.5b", "op")
@@ -173,7 +175,7 @@ def test_invalid_names_never_reach_the_server(manager: PullManager, backend: Bac
     assert manager.jobs() == []
 
 
-def test_concurrent_pulls_are_capped(db: Database, client: OllamaClient, backend: Backend,
+def test_concurrent_pulls_are_capped(db: Store, client: OllamaClient, backend: Backend,
                                      standin: StandinServer) -> None:
     standin.state.configure(pull_bytes_per_s=1_000_000)
     mgr = PullManager(db, lambda b: client, [backend], max_active=2)
@@ -194,7 +196,7 @@ from services.db import Database
 from services.ollama.client import OllamaClient
 from services.models.pulls import PullManager
 backend = Backend(name="standin", kind="ollama", url=sys.argv[1])
-mgr = PullManager(Database.in_dir(Path(sys.argv[2])), lambda b: OllamaClient(b), [backend])
+mgr = PullManager(Database.in_dir(Path(sys.argv[2])), lambda b: OllamaClient(b), [backend], lease_ttl_s=1.0)
 snap, _ = mgr.start(backend, "mistral:7b", "carol")
 while (mgr.get(snap.id).completed or 0) == 0:
     time.sleep(0.02)
@@ -204,7 +206,7 @@ time.sleep(60)
 """
 
 
-def test_a_job_survives_a_dashboard_restart_as_interrupted_and_retryable(
+def test_a_pull_whose_process_was_killed_is_taken_over_once_its_lease_expires(
         tmp_path: Path, standin: StandinServer, backend: Backend, client: OllamaClient) -> None:
     standin.state.configure(pull_bytes_per_s=2_000_000)
     data = tmp_path / "data"
@@ -217,18 +219,50 @@ def test_a_job_survives_a_dashboard_restart_as_interrupted_and_retryable(
         proc.send_signal(signal.SIGKILL)  # the dashboard process dies without any cleanup
         proc.wait(10)
     standin.state.configure(pull_bytes_per_s=100_000_000)
-    mgr = PullManager(Database.in_dir(data), lambda b: client, [backend])
+    mgr = PullManager(Database.in_dir(data), lambda b: client, [backend], lease_ttl_s=1.0)
     try:
+        wait_until(lambda: mgr.get(job_id) is not None and mgr.get(job_id).state == "succeeded", 30)  # type: ignore[union-attr]
         snap = mgr.get(job_id)
-        assert snap is not None and snap.state == "interrupted" and snap.retryable
-        assert "dashboard stopped" in snap.error and snap.completed > 0 and snap.requested_by == "carol"
-        assert [s.id for s in mgr.jobs()] == [job_id]
-        again, created = mgr.retry(job_id, "dave")
-        assert created
-        done = mgr.wait(again.id, 20)
-        assert done is not None and done.state == "succeeded"
+        assert snap is not None and snap.requested_by == "carol" and snap.error == ""
+        assert [s.id for s in mgr.jobs()] == [job_id]  # the same job continued, not a new one
+        assert len(standin.state.requests_to("/api/pull")) == 2
     finally:
         mgr.shutdown()
+
+
+def test_a_clean_stop_hands_a_pull_to_the_next_process_at_once(db: Store, standin: StandinServer,
+                                                                backend: Backend, client: OllamaClient) -> None:
+    standin.state.configure(pull_bytes_per_s=2_000_000)
+    old = PullManager(db, lambda b: client, [backend], lease_ttl_s=600.0)
+    snap, _ = old.start(backend, "mistral:7b", "carol")
+    wait_until(lambda: (old.get(snap.id).completed or 0) > 0)  # type: ignore[union-attr]
+    new = PullManager(reopen(db), lambda b: client, [backend], lease_ttl_s=600.0)  # type: ignore[arg-type]
+    try:
+        assert new.take_over() == []  # the old process still runs it: nothing taken, nothing interrupted
+        joined, created = new.start(backend, "mistral:7b", "dave")
+        assert (joined.id, created) == (snap.id, False)  # a second process joins the same pull
+        old.shutdown()
+        standin.state.configure(pull_bytes_per_s=100_000_000)
+        assert new.take_over() == [snap.id]  # at once, not after 600 s
+        done = new.wait(snap.id, 20)
+        assert done is not None and done.state == "succeeded"
+    finally:
+        new.shutdown()
+
+
+def test_a_pull_whose_backend_left_the_configuration_is_interrupted_with_the_reason(
+        db: Store, standin: StandinServer, backend: Backend, client: OllamaClient) -> None:
+    standin.state.configure(pull_bytes_per_s=2_000_000)
+    old = PullManager(db, lambda b: client, [backend])
+    snap, _ = old.start(backend, "mistral:7b", "carol")
+    old.shutdown()
+    new = PullManager(reopen(db), lambda b: client, [])  # type: ignore[arg-type]
+    try:
+        after = new.get(snap.id)
+        assert after is not None and after.state == "interrupted" and after.retryable
+        assert "no longer configured" in after.error
+    finally:
+        new.shutdown()
 
 
 def test_progress_is_constant_memory_and_aggregates_latest_per_digest() -> None:
