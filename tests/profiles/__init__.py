@@ -20,12 +20,13 @@ def _polite(state: StandinState) -> None:
 
 
 def _profiles() -> dict[str, Profile]:
-    from tests.profiles import demo, small_models
+    from tests.profiles import classifier, demo, small_models
 
     return {
         "polite": _polite,
         "demo": demo.apply,
         "small_models": small_models.apply,
+        "classifier": classifier.apply,
     }
 
 
