@@ -2,7 +2,7 @@
 
 Each factory is an ``st.cache_resource`` (one object per process, shared by every session, never holding
 a person): the startup check and settings, the database, the ``/metrics`` exporter, the prober and its
-history, the audit log, the pull and batch managers, the template store and deck library, and one page
+history, the audit log, the pull and batch managers, the template and taxonomy stores and deck library, and one page
 client per backend. ``lifespan`` is the ``st.App`` lifespan: it runs the startup checks and starts the
 prober, the exporter and the job runners (an interrupted batch resumes) when the server starts, before
 any browser connects, and stops them when it stops. Nothing process-wide lives in a module global.
@@ -32,6 +32,7 @@ from services.monitoring.service import Monitoring, start_monitoring
 from services.ollama.client import OllamaClient
 from services.stage.decks import DeckLibrary
 from services.studio.batch import BatchManager
+from services.studio.taxonomy_store import TaxonomyStore
 from services.studio.templates import TemplateStore
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def batch_manager() -> BatchManager:
     def on_failure(job_id: str, idx: int, exc: BaseException) -> None:
         log.error("batch %s row %d failed unexpectedly", job_id, idx + 1, exc_info=exc)
 
-    manager = BatchManager(database(), worker_clients().get, on_failure=on_failure)
+    manager = BatchManager(database(), worker_clients().get, on_failure=on_failure, taxonomies=taxonomy_store())
     resumed = manager.resume_interrupted()
     if resumed:
         log.info("resumed batch jobs after a restart: %s", ", ".join(resumed))
@@ -105,6 +106,12 @@ def batch_manager() -> BatchManager:
 @st.cache_resource(show_spinner=False)
 def template_store() -> TemplateStore:
     return TemplateStore(settings().data_dir)
+
+
+@st.cache_resource(show_spinner=False)
+def taxonomy_store() -> TaxonomyStore:
+    """The shipped taxonomies and those admins uploaded; a loaded taxonomy is kept (Google's takes ~0.5 s)."""
+    return TaxonomyStore(settings().data_dir)
 
 
 @st.cache_resource(show_spinner=False)

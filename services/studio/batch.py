@@ -45,6 +45,8 @@ from services.studio.batch_store import (
 from services.studio.runner import JobRunner
 from services.studio.tabular import Table, require_columns
 from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TaskParams
+from services.studio.taxonomy import Taxonomy
+from services.studio.taxonomy_store import TaxonomyStore, category_columns, category_values
 from services.studio.templates import Template
 
 
@@ -53,8 +55,10 @@ class BatchManager:
 
     def __init__(self, db: Database, client_for: Callable[[str], OllamaClient],
                  on_failure: Callable[[str, int, BaseException], None] | None = None, *,
-                 backoff_base_s: float = 0.5, backoff_max_s: float = 8.0, max_transport_attempts: int = 4) -> None:
+                 backoff_base_s: float = 0.5, backoff_max_s: float = 8.0, max_transport_attempts: int = 4,
+                 taxonomies: TaxonomyStore | None = None) -> None:
         self.db = db
+        self.taxonomies = taxonomies or TaxonomyStore(None)  # the dashboard and the CLI pass the data directory's
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.max_transport_attempts = max_transport_attempts
         self.client_for = client_for
@@ -75,6 +79,8 @@ class BatchManager:
         params.validate()
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise InvalidInput(f"Concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}.")
+        if template.task == "classification":
+            self.taxonomies.info(params.taxonomy)  # refused now, not on every row, when it does not exist
         fields = TASK_FIELDS[template.task]
         require_columns(table, mapping, [f.name for f in fields if f.required], {f.name: f.label for f in fields})
         clean_mapping = {f.name: mapping[f.name] for f in fields if mapping.get(f.name)}
@@ -243,9 +249,15 @@ class BatchManager:
                    "duration_s"]
         return pd.DataFrame(records, columns=columns)
 
+    def taxonomy_for(self, job: JobInfo) -> Taxonomy | None:
+        """A classification job's taxonomy (the one its parameters name), None for the other tasks."""
+        return self.taxonomies.get(job.params.taxonomy) if job.task == "classification" else None
+
     def iter_results(self, job_id: str, page: int = 2000) -> Iterator[list[Any]]:
-        """Every input column, then the result columns, row by row in the file's order."""
+        """Every input column, then the result columns, row by row in the file's order (a classification's
+        category id, depth and taxonomy after them, and ``google_product_category`` in Google's taxonomy)."""
         job = self.job(job_id)
+        taxonomy = self.taxonomy_for(job)
         last = -1
         while True:
             batch = self.db.execute(
@@ -255,15 +267,18 @@ class BatchManager:
                 return
             for row in batch:
                 data = json.loads(row["data_json"])
+                output = row["output"] if row["status"] == "done" else ""
                 yield [*(data.get(c, "") for c in job.columns), row_outcome(row["status"], row["repairs"]),
-                       row["output"] if row["status"] == "done" else "", row["error"], row["attempts"],
+                       output, row["error"], row["attempts"],
                        repairs_text(row["repairs"]), row["template_ref"] or job.template.ref, job.model,
-                       round(row["duration_s"], 2) if row["duration_s"] is not None else ""]
+                       round(row["duration_s"], 2) if row["duration_s"] is not None else "",
+                       *(category_values(taxonomy, output) if taxonomy is not None else ())]
                 last = row["idx"]
 
     def results_frame(self, job_id: str) -> pd.DataFrame:
         job = self.job(job_id)
-        names = result_column_names(job.columns)
+        taxonomy = self.taxonomy_for(job)
+        names = result_column_names(job.columns, category_columns(taxonomy) if taxonomy is not None else ())
         return pd.DataFrame(list(self.iter_results(job_id)), columns=[*job.columns, *names])
 
     # ---- internals (called by runners) ---------------------------------------------------------------

@@ -22,7 +22,8 @@ from services.db import Database
 from services.errors import DashboardError, InvalidInput, user_message
 from services.studio.batch import BatchManager
 from services.studio.batch_store import MAX_CONCURRENCY
-from services.studio.tasks import BATCH_TASKS, LANGUAGES, TaskParams, suggest_mapping
+from services.studio.tasks import BATCH_TASKS, CLASSIFICATION_ROUTES, LANGUAGES, TaskParams, suggest_mapping
+from services.studio.taxonomy_store import DEFAULT_REF, TaxonomyStore
 from services.studio.templates import TemplateStore
 
 
@@ -45,6 +46,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-sentences", type=int, default=2)
     parser.add_argument("--max-chars", type=int, default=300)
     parser.add_argument("--template-version", type=int, help="template version (default: the latest)")
+    parser.add_argument("--taxonomy", default=DEFAULT_REF, help=f"classification: the taxonomy's ref (default "
+                        f"{DEFAULT_REF}; uploaded ones are name@vN)")
+    parser.add_argument("--route", default="", choices=[r for r in CLASSIFICATION_ROUTES if r],
+                        help="classification: how to choose (default: level by level)")
     parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                         help="map a task field to a column (repeatable); unmapped fields are matched by name")
     parser.add_argument("--data-dir", help="the dashboard's data directory (default: DASHBOARD_DATA_DIR or ./data)")
@@ -95,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise InvalidInput(f"--map {item!r}: expected FIELD=COLUMN with FIELD one of {known}.")
             mapping[field_name] = column
         params = TaskParams(language=args.language, tone=args.tone, max_sentences=args.max_sentences,
-                            max_chars=args.max_chars)
+                            max_chars=args.max_chars, taxonomy=args.taxonomy if args.task == "classification" else "",
+                            route=args.route if args.task == "classification" else "")
         output = Path(args.output)
         if output.suffix.lower() not in (".csv", ".xlsx", ".xlsm"):
             raise InvalidInput(f"--output must end in .csv or .xlsx, not {output.name!r}.")
         client = connect(backend, settings)
-        manager = BatchManager(Database.in_dir(data_dir), lambda _name: client)
+        manager = BatchManager(Database.in_dir(data_dir), lambda _name: client, taxonomies=TaxonomyStore(data_dir))
         job_id = manager.create_job(table, template=template, model=args.model, backend=backend.name,
                                     params=params, mapping=mapping, concurrency=args.concurrency, owner="cli")
     except DashboardError as exc:

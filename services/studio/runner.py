@@ -18,6 +18,7 @@ from services.ollama.client import OllamaClient
 from services.ollama.ndjson import NDJSONStream
 from services.studio.batch_store import PAGE_SIZE, JobInfo
 from services.studio.engine import BackoffGate, run_task
+from services.studio.taxonomy import Taxonomy
 
 
 class RowStore(Protocol):
@@ -34,6 +35,7 @@ class RowStore(Protocol):
     def _store(self, job_id: str, idx: int, status: str, output: str, error: str, attempts: int,
                duration_s: float, tokens: int | None, template_ref: str, repairs: str = "") -> None: ...
     def _log_failure(self, job_id: str, idx: int, exc: BaseException) -> None: ...
+    def taxonomy_for(self, job: JobInfo) -> Taxonomy | None: ...
     def _runner_ended(self, runner: JobRunner) -> None: ...
 
 RATE_WINDOW_S = 60.0  # the ETA follows the rate of the last minute of this run (or since it started)
@@ -146,6 +148,12 @@ class JobRunner:
             self.cancel()
             return
         holder: list[NDJSONStream | None] = [None]
+        try:
+            taxonomy = self.manager.taxonomy_for(self.job)
+        except DashboardError as exc:  # e.g. the data directory's taxonomy file was removed since
+            self.stop_reason = user_message(exc)
+            self.cancel()
+            return
         while True:
             try:
                 idx = self._queue.get(timeout=0.1)
@@ -166,7 +174,7 @@ class JobRunner:
                 result = run_task(client, self.job.template, self.job.model, inputs, self.job.params,
                                   gate=self.gate, cancelled=self.cancelled,
                                   max_transport_attempts=self.manager.max_transport_attempts,
-                                  register=lambda s, h=holder: self._register(s, h))
+                                  register=lambda s, h=holder: self._register(s, h), taxonomy=taxonomy)
             except Exception as exc:  # a bug must fail the row, never kill the worker silently
                 self.manager._log_failure(self.job.id, idx, exc)
                 self.manager._store(self.job.id, idx, "failed", "", "internal error: see the server log", 0, 0.0,

@@ -148,7 +148,7 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((header.index(n) for n in names if n in header), None)
 
 
-def parse_taxonomy(data: bytes, source_name: str = "taxonomy.txt") -> ParsedTaxonomy:
+def parse_taxonomy(data: bytes, source_name: str = "taxonomy.txt", *, minimum: int = 2) -> ParsedTaxonomy:
     """Every check, all problems at once; ``InvalidInput`` says what is wrong and on which lines."""
     check_size(data)
     text = decode(data)
@@ -160,9 +160,9 @@ def parse_taxonomy(data: bytes, source_name: str = "taxonomy.txt") -> ParsedTaxo
         if id_col is not None and path_col is not None:
             entries = [(n + 2, row[id_col] if id_col < len(row) else "", row[path_col] if path_col < len(row)
                         else "") for n, row in enumerate(body) if any(c.strip() for c in row)]
-            return _from_entries(entries, "csv id,path", require_ids=True)
+            return _from_entries(entries, "csv id,path", require_ids=True, minimum=minimum)
         if id_col is not None and parent_col is not None and name_col is not None:
-            return _from_parents(body, id_col, parent_col, name_col)
+            return _from_parents(body, id_col, parent_col, name_col, minimum)
         raise InvalidInput(f"{source_name}: a CSV taxonomy needs the columns id,path or id,parent_id,name "
                            f"(found: {', '.join(header)}).")
     entries = []
@@ -177,10 +177,11 @@ def parse_taxonomy(data: bytes, source_name: str = "taxonomy.txt") -> ParsedTaxo
             entries.append((number, google.group(1), google.group(2)))
         else:
             entries.append((number, "", stripped))
-    return _from_entries(entries, shape, require_ids=False)
+    return _from_entries(entries, shape, require_ids=False, minimum=minimum)
 
 
-def _from_entries(entries: list[tuple[int, str, str]], shape: str, *, require_ids: bool) -> ParsedTaxonomy:
+def _from_entries(entries: list[tuple[int, str, str]], shape: str, *, require_ids: bool,
+                  minimum: int = 2) -> ParsedTaxonomy:
     problems = _Problems()
     paths: list[str] = []
     ids: dict[str, str] = {}
@@ -225,12 +226,13 @@ def _from_entries(entries: list[tuple[int, str, str]], shape: str, *, require_id
             problems.add(line_of[path], f"{_quote(path)} has no parent: {_quote(parent)} is not in the file "
                          "(an orphan). Add the parent's own line.")
     problems.raise_if_any("The taxonomy")
-    if len(paths) < 2:
-        raise InvalidInput("The taxonomy has fewer than 2 categories; nothing to choose from.")
+    if len(paths) < minimum:
+        raise InvalidInput(f"The taxonomy has fewer than {minimum} categories; nothing to choose from.")
     return ParsedTaxonomy(tuple(paths), ids if ids else {}, shape)
 
 
-def _from_parents(body: list[list[str]], id_col: int, parent_col: int, name_col: int) -> ParsedTaxonomy:
+def _from_parents(body: list[list[str]], id_col: int, parent_col: int, name_col: int,
+                  minimum: int = 2) -> ParsedTaxonomy:
     """``id,parent_id,name``: the paths are built by following parents; loops and missing parents refused."""
     problems = _Problems()
     nodes: dict[str, tuple[int, str, str]] = {}
@@ -277,8 +279,29 @@ def _from_parents(body: list[list[str]], id_col: int, parent_col: int, name_col:
         if not broken:
             entries.append((line, node_id, SEPARATOR.join(reversed(names))))
     problems.raise_if_any("The taxonomy")
-    parsed = _from_entries(entries, "csv id,parent_id,name", require_ids=True)
-    return parsed
+    return _from_entries(entries, "csv id,parent_id,name", require_ids=True, minimum=minimum)
+
+
+def _translation_entries(data: bytes) -> ParsedTaxonomy:
+    """A translation may be partial (a branch, the top levels): its parents need not all be there."""
+    text = decode(data)
+    ids: dict[str, str] = {}
+    paths: list[str] = []
+    problems = _Problems()
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        found = _GOOGLE_LINE_RE.match(stripped) or re.match(r"^([^\t,]{1,64})[\t,](.+)$", stripped)
+        if not found:
+            problems.add(number, f"{_quote(stripped)} is not «id - path», «id<TAB>path» or «id,path».")
+            continue
+        path = _clean_path(found.group(2), number, problems)
+        if path is not None and found.group(1).strip().lower() not in ID_HEADERS:
+            ids[path] = found.group(1).strip()
+            paths.append(path)
+    problems.raise_if_any("The translation")
+    return ParsedTaxonomy(tuple(paths), ids, "translation")
 
 
 def parse_translation(data: bytes, ids: dict[str, str]) -> tuple[dict[str, str], int]:
@@ -288,7 +311,7 @@ def parse_translation(data: bytes, ids: dict[str, str]) -> tuple[dict[str, str],
     if not ids:
         raise InvalidInput("Only a taxonomy with ids can have a translation (the lines are matched by id).")
     check_size(data, "The translation")
-    parsed = parse_taxonomy(data, "translation")
+    parsed = _translation_entries(data)
     by_id = {v: k for k, v in ids.items()}
     labels: dict[str, str] = {}
     unknown = 0

@@ -60,9 +60,21 @@ def words(text: str) -> list[str]:
 
 
 def stem(word: str) -> str:
-    for suffix in ("ies", "es", "s", "x"):
-        if len(word) > 4 and word.endswith(suffix):
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    """Plural endings off, the same way for a word and its plural.
+
+    >>> [stem(w) for w in ("dresses", "dress", "shoes", "batteries", "watches", "bijoux", "lamps")]
+    ['dress', 'dress', 'shoe', 'battery', 'watch', 'bijou', 'lamp']
+    """
+    if len(word) <= 3:
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "shes", "ches", "xes", "zes")):
+        return word[:-2]
+    if word.endswith("ss"):
+        return word
+    if word.endswith("s") or (word.endswith("x") and len(word) > 4):
+        return word[:-1]
     return word
 
 

@@ -72,6 +72,21 @@ def is_google(ref: str) -> bool:
     return ref.split("@", 1)[0] == GOOGLE_NAME
 
 
+def category_columns(taxonomy: Taxonomy) -> tuple[str, ...]:
+    """The columns a classification adds to a download: the category's id, its depth, the taxonomy it is in,
+    and Google's own ``google_product_category`` (the id, what a Merchant Center feed takes) for Google's."""
+    extra = ("ai_category_id", "ai_category_depth", "ai_taxonomy")
+    return (*extra, "google_product_category") if is_google(taxonomy.ref) else extra
+
+
+def category_values(taxonomy: Taxonomy, path: str) -> list[str | int]:
+    """The values of ``category_columns`` for one row's path ("" for a row without a category)."""
+    if not path or path not in taxonomy:
+        return ["" for _ in category_columns(taxonomy)]
+    values: list[str | int] = [taxonomy.id_of(path), path.count(" > ") + 1, taxonomy.ref]
+    return [*values, taxonomy.id_of(path)] if is_google(taxonomy.ref) else values
+
+
 def _header(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     with path.open(encoding="utf-8") as handle:
@@ -88,8 +103,10 @@ class TaxonomyStore:
     """Shipped taxonomies plus the versions admins uploaded; loaded taxonomies are kept (the Google one takes
     about half a second to index)."""
 
-    def __init__(self, data_dir: Path, shipped: tuple[Shipped, ...] = SHIPPED) -> None:
-        self.dir = data_dir / "taxonomies"
+    def __init__(self, data_dir: Path | None, shipped: tuple[Shipped, ...] = SHIPPED) -> None:
+        """``data_dir`` None: the shipped taxonomies only (a batch manager built without the dashboard's store)."""
+        self.data_dir = data_dir
+        self.dir = (data_dir or Path("/nonexistent")) / "taxonomies"
         self.shipped = shipped
         self._lock = threading.Lock()
         self._loaded: dict[tuple[str, str, int], Taxonomy] = {}
@@ -178,6 +195,8 @@ class TaxonomyStore:
         name = name.strip().lower()
         if not _NAME_RE.match(name):
             raise InvalidInput("Name the taxonomy with 2 to 40 lower-case letters, digits or dashes (e.g. acme).")
+        if self.data_dir is None:
+            raise InvalidInput("This store has no data directory to keep uploaded taxonomies in.")
         if any(s.name == name for s in self.shipped):
             raise InvalidInput(f"{name!r} is a shipped taxonomy's name; choose another one.")
         title = " ".join(title.split())[:MAX_TITLE_CHARS] or name

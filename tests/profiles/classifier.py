@@ -223,7 +223,7 @@ class ClassifierResponder:
         if truth is None:  # a product the model does not recognise: it goes by the words
             return self._by_words(ranked, options, sentinel, node, french, rng)
         if truth == "":  # only codes: nothing to recognise
-            return sentinel if sentinel and rng.random() < NO_MATCH_SAYS_SO else rng.choice(options or enum)
+            return sentinel if sentinel and self.says_so(rng) else rng.choice(options or enum)
         if node and truth == node:
             right = sentinel or ""
         else:
@@ -240,6 +240,10 @@ class ClassifierResponder:
             if wrong:
                 return wrong[0]
         return right
+
+    def says_so(self, rng: random.Random) -> bool:
+        """Whether a model with nothing to go by says so (rather than picking at random)."""
+        return rng.random() < 1 - (1 - NO_MATCH_SAYS_SO) * self.odds_scale
 
     def mistake(self, offered: int, french: bool) -> float:
         return (MISTAKE + MISTAKE_PER_OPTION * offered + (MISTAKE_FRENCH if french else 0)) * self.odds_scale
@@ -258,7 +262,8 @@ class ClassifierResponder:
                 match = (4.0 if term in own[-1:] else 2.0 if term in own else 1.5 if term in below_heads
                          else 0.5 if term in below else 0.0)
                 score += min(weight.get(term, 0.0), 6.0) * role * match
-            if score > 0:  # on a tie the more specific option wins: a model names what it sees
+            if score > 0:  # words of its name the product does not have make an option less likely; on a tie,
+                score -= 1.0 * len(set(own) - set(roles))  # the more specific option wins: a model names what it sees
                 scored.append((round(score, 6), option.count(SEPARATOR), rng.random(), option))
         scored.sort(reverse=True)
         return [option for *_rest, option in scored]
@@ -266,7 +271,7 @@ class ClassifierResponder:
     def _by_words(self, ranked: list[str], options: list[str], sentinel: str | None, node: str, french: bool,
                   rng: random.Random) -> str:
         if not ranked:
-            if sentinel and rng.random() < NO_MATCH_SAYS_SO:
+            if sentinel and self.says_so(rng):
                 return sentinel
             return rng.choice(options) if options else (sentinel or "")
         if sentinel == "None of these" and node and rng.random() < EARLY_STOP * self.odds_scale:
