@@ -18,7 +18,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from components import runtime, session
+from components import runtime, session, taxonomy
 from components.auth import enter_fragment
 from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
@@ -106,14 +106,13 @@ def render_output(result: TaskResult) -> None:
         if result.task in ("extraction", "column_mapping"):
             st.code(json.dumps(result.parsed, indent=2, ensure_ascii=False), language="json")
         elif result.task == "classification":
-            st.markdown(f"**{sanitize_markdown(result.output)}**")
-            st.code(result.output, language=None)
+            taxonomy.render_category(result)
         else:
             st.markdown(sanitize_markdown(result.output))
             st.code(result.output, language=None, wrap_lines=True)
         if result.repairs:
             st.caption(plain_label("Repairs: " + "; ".join(result.repairs), 600))
-    else:
+    elif not (result.task == "classification" and taxonomy.render_not_classified(result)):
         st.error(f"No valid output: {result.error}", icon=":material/error:")
     if result.rejections:
         st.caption(plain_label("Refused attempts: " + " · ".join(
@@ -257,7 +256,8 @@ def _job_card(manager: BatchManager, job_id: str, was_running: bool) -> None:
         st.rerun(scope="app")  # the job ended: redraw the page once, without the timer
     with st.container(border=True):
         state = "running" if running else job.state
-        st.markdown(f"**{plain_label(job.source_name)}** · {plain_label(job.template.ref)} · "
+        into = f" into {job.params.taxonomy or 'google-apparel@2013-07-15'}" if job.task == "classification" else ""
+        st.markdown(f"**{plain_label(job.source_name)}** · {plain_label(job.template.ref + into)} · "
                     f"{plain_label(job.model)} on {plain_label(job.backend)} · concurrency {job.concurrency} · "
                     f"batch {plain_label(job.id)}")
         st.altair_chart(progress_chart(progress), width="stretch")
@@ -295,7 +295,8 @@ def _job_buttons(manager: BatchManager, job: Any, progress: Progress, running: b
         "CSV", data=lambda: to_csv_bytes(manager.results_frame(job_id)),
         file_name=f"{_stem(job.source_name)}-{job.task}.csv", mime="text/csv", icon=":material/download:",
         key=f"studio.csv.{job_id}", on_click="ignore",
-        help="Every input column plus the results: status, output, error, attempts, repairs.")
+        help="Every input column plus the results: status, output, error, attempts, repairs (a classification: "
+             "the category's id and depth, and google_product_category in Google's taxonomy).")
     bar.download_button(
         "XLSX", data=lambda: to_xlsx_bytes(manager.results_frame(job_id)),
         file_name=f"{_stem(job.source_name)}-{job.task}.xlsx", icon=":material/download:",

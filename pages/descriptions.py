@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from components import session, studio
+from components import session, studio, taxonomy
 from components.router import enter_page
 from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
@@ -21,7 +21,8 @@ from services.studio.engine import Attempt, TaskResult, run_task
 from services.studio.tabular import MAX_UPLOAD_BYTES, Table, read_csv_bytes, read_table
 from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TASK_TITLES, TASKS, TaskParams, suggest_mapping
 
-MODES = {"single": "Single product", "compare": "Compare models", "batch": "Batch", "templates": "Templates"}
+MODES = {"single": "Single product", "compare": "Compare models", "batch": "Batch", "templates": "Templates",
+         "taxonomies": "Taxonomies"}
 NONE = "— not mapped —"
 DEFAULT_ROW_SECONDS = 3.0
 
@@ -29,8 +30,9 @@ enter_page("descriptions")
 backend = session.current_backend()
 store = studio.template_store()
 st.title("Product studio", anchor=False)
-st.caption("Marketing descriptions, structured extraction, taxonomy classification, supplier column mapping and "
-           "translation. Every output is checked before it is kept.")
+st.caption("Marketing descriptions, structured extraction, taxonomy classification (the full Google product taxonomy "
+           "or the company's own), supplier column mapping and translation. Every output is checked before it is "
+           "kept.")
 
 models_error = ""
 try:
@@ -83,7 +85,9 @@ def mapping_inputs(prefix: str) -> dict[str, Any]:
 def run_one(model: str, task: str, template: Any, inputs: dict[str, Any], params: TaskParams,
             client: OllamaClient | None = None, on_attempt: Callable[[Attempt], None] | None = None) -> TaskResult:
     """One product through one task; ``client`` is fetched on the script thread when not given."""
-    return run_task(client or session.get_client(backend), template, model, inputs, params, on_attempt=on_attempt)
+    chosen = taxonomy.taxonomy_for(params) if task == "classification" else None
+    return run_task(client or session.get_client(backend), template, model, inputs, params, on_attempt=on_attempt,
+                    taxonomy=chosen)
 
 
 # ---- single product ------------------------------------------------------------------------------------
@@ -94,7 +98,10 @@ def task_inputs(task: str, prefix: str) -> tuple[dict, TaskParams] | None:
     except InvalidInput as exc:
         st.error(user_message(exc), icon=":material/edit_off:")
         return None
-    return inputs, studio.render_params(task, prefix)
+    params = studio.render_params(task, prefix)
+    if task == "classification":
+        params = taxonomy.classification_params(prefix, params)
+    return inputs, params
 
 
 def single_choices() -> tuple[str, str | None, Any]:
@@ -258,6 +265,8 @@ def batch_setup(table: Table, running_job: str | None) -> None:
     concurrency = top[3].number_input("Concurrency", 1, 16, value=2, key="studio.batch.concurrency",
                                       help="Requests in flight at once; match the server's OLLAMA_NUM_PARALLEL.")
     params = studio.render_params(task, "studio.batch")
+    if task == "classification":
+        params = taxonomy.classification_params("studio.batch", params)
     mapping = batch_mapping(task, table)
     st.markdown("**Preview** (first rows)")
     st.dataframe(table.frame.head(5), hide_index=True, width="stretch")
@@ -351,4 +360,5 @@ def templates_mode() -> None:
 
 if st.query_params.get("mode") != mode:
     st.query_params["mode"] = mode
-{"single": single_mode, "compare": compare_mode, "batch": batch_mode, "templates": templates_mode}[mode]()
+{"single": single_mode, "compare": compare_mode, "batch": batch_mode, "templates": templates_mode,
+ "taxonomies": taxonomy.taxonomies_view}[mode]()

@@ -49,7 +49,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--taxonomy", default=DEFAULT_REF, help=f"classification: the taxonomy's ref (default "
                         f"{DEFAULT_REF}; uploaded ones are name@vN)")
     parser.add_argument("--route", default="", choices=[r for r in CLASSIFICATION_ROUTES if r],
-                        help="classification: how to choose (default: level by level)")
+                        help="classification: how to choose (default: a shortlist, then level by level)")
     parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                         help="map a task field to a column (repeatable); unmapped fields are matched by name")
     parser.add_argument("--data-dir", help="the dashboard's data directory (default: DASHBOARD_DATA_DIR or ./data)")

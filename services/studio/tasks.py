@@ -30,8 +30,8 @@ LANGUAGES = {"fr": "French", "en": "English"}
 # How a classification chooses (services.studio.classify): "" the template's own route.
 CLASSIFICATION_ROUTES: dict[str, str] = {
     "": "the template's own",
-    "levels": "Level by level",
     "shortlist": "Shortlist, then level by level",
+    "levels": "Level by level",
     "shortlist_only": "Shortlist only",
     "single": "One request over the whole taxonomy",
 }

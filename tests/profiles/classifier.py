@@ -12,10 +12,11 @@ answered:
   its "understanding"; the stand-in cannot read) and, at each step, takes the option on the way to it; a
   product it does not know is classified by its words (English, or French through ``FR_EN``; the head noun
   counts most) against each option and what lies under it in Google's taxonomy;
-- sometimes badly: a wrong option (the one sharing most words) is taken with ``MISTAKE`` odds, more with long
-  option lists (``MISTAKE_PER_OPTION`` each) and for French text (``MISTAKE_FRENCH``); a step that could go
-  deeper stops early with ``EARLY_STOP`` odds; when the right category is not on offer (a shortlist without
-  it, a wrong turn earlier) the model says "None of these" with 60 % odds, else takes the closest words;
+- sometimes badly (each model by its ``MODEL_ODDS``): a wrong option (the one sharing most words) is taken
+  with ``MISTAKE`` odds, more with long option lists (``MISTAKE_PER_OPTION`` each) and for French text
+  (``MISTAKE_FRENCH``); a step that could go deeper stops early with ``EARLY_STOP`` odds; when the right
+  category is not on offer (a shortlist without it, a wrong turn earlier) the model says "None of these" with
+  ``none_when_absent`` odds (60 %), else takes the option sharing most words;
 - a product whose words match nothing gets "Not enough information" at the top (``NO_MATCH_SAYS_SO`` odds; a
   random option otherwise), and "None of these" further down;
 - the v2 single request (the whole taxonomy as the enum, 25 "Likely categories" in the prompt): the choice is
@@ -53,6 +54,8 @@ MISTAKE_FRENCH = 0.04
 EARLY_STOP = 0.03
 NO_MATCH_SAYS_SO = 0.85
 PROMPT_TOKENS_PER_SECOND = 600.0
+# How much more (or less) often each model of the host errs than the odds above: smaller models err more.
+MODEL_ODDS = {"qwen2.5:0.5b": 1.6, "llama3.2:1b": 1.0, "gemma2:2b": 0.8, "phi3:mini": 0.7}
 SENTINELS = ("Not enough information", "None of these")
 # The model's knowledge of French: product nouns and adjectives, with the English words Google's names use.
 FR_EN: dict[str, str] = {
@@ -179,8 +182,10 @@ def product_terms(prompt: str) -> tuple[dict[str, float], bool]:
 class ClassifierResponder:
     """Classification steps as described above; everything else as ``SmallModelResponder``."""
 
-    def __init__(self, *, honour_format: bool = True, time_scale: float = 1.0, odds_scale: float = 1.0) -> None:
+    def __init__(self, *, honour_format: bool = True, time_scale: float = 1.0, odds_scale: float = 1.0,
+                 none_when_absent: float = 0.6) -> None:
         self.honour_format = honour_format
+        self.none_when_absent = none_when_absent
         self.time_scale = time_scale
         self.odds_scale = odds_scale
         self.others = SmallModelResponder(odds_scale)
@@ -189,8 +194,9 @@ class ClassifierResponder:
 
     def __call__(self, body: dict[str, Any]) -> str:
         messages = body.get("messages") or []
-        prompt = "\n".join(str(m.get("content", "")) for m in messages)
-        self._read(prompt)
+        self._read("\n".join(str(m.get("content", "")) for m in messages))
+        # The product and its options are in the last user message (earlier ones may be few-shot examples).
+        prompt = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
         enum = _category_enum(body.get("format"))
         if enum is None:
             return self.others(body)
@@ -199,7 +205,7 @@ class ClassifierResponder:
             attempt = self._seen.get(key, 0)
             self._seen[key] = attempt + 1
         rng = random.Random(f"{key}:{attempt}")
-        choice = self.choose(prompt, enum, rng)
+        choice = self.choose(prompt, enum, rng, MODEL_ODDS.get(str(body.get("model")), 1.0))
         if self.honour_format:
             return json.dumps({"category": choice}, ensure_ascii=False)
         return _with_habits(choice, rng, self.odds_scale)
@@ -209,7 +215,7 @@ class ClassifierResponder:
         if self.time_scale > 0:
             time.sleep(len(prompt) / 4 / PROMPT_TOKENS_PER_SECOND * self.time_scale)
 
-    def choose(self, prompt: str, enum: list[str], rng: random.Random) -> str:
+    def choose(self, prompt: str, enum: list[str], rng: random.Random, skill: float = 1.0) -> str:
         roles, french = product_terms(prompt)
         options = [o for o in enum if o not in SENTINELS]
         listed = _likely(prompt)
@@ -230,12 +236,12 @@ class ClassifierResponder:
             on_path = [o for o in options if truth == full[o] or truth.startswith(full[o] + SEPARATOR)]
             right = max(on_path, key=lambda o: full[o].count(SEPARATOR)) if on_path else ""
         if not right:  # the right category is not on offer: a shortlist without it, or a wrong turn before
-            if sentinel and rng.random() < 0.6:
+            if sentinel and rng.random() < self.none_when_absent:
                 return sentinel
             return ranked[0] if ranked else (sentinel or enum[0])
         if right != sentinel and node and sentinel and rng.random() < EARLY_STOP * self.odds_scale:
             return sentinel
-        if rng.random() < self.mistake(len(options), french):
+        if rng.random() < self.mistake(len(options), french) * skill:
             wrong = [o for o in ranked if o != right] or [o for o in options if o != right]
             if wrong:
                 return wrong[0]
@@ -304,8 +310,9 @@ def _name(prompt: str) -> str:
 def _category_enum(fmt: Any) -> list[str] | None:
     if not isinstance(fmt, dict):
         return None
-    category = (fmt.get("properties") or {}).get("category")
-    if isinstance(category, dict) and isinstance(category.get("enum"), list):
+    properties = fmt.get("properties") or {}
+    category = properties.get("category")
+    if set(properties) == {"category"} and isinstance(category, dict) and isinstance(category.get("enum"), list):
         return [str(c) for c in category["enum"]]
     return None
 

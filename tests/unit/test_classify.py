@@ -25,6 +25,7 @@ from tests.standin import StandinServer
 
 KETTLE = {"name": "Bouilloire électrique inox 1,7 L", "description": "Bouilloire sans fil 2200 W, arrêt automatique."}
 KETTLES_ID = "751"
+LEVELS = TaskParams(taxonomy=DEFAULT_REF, route="levels")
 
 
 @pytest.fixture
@@ -59,7 +60,8 @@ def chats(standin: StandinServer) -> list[dict]:
 
 def test_a_french_kettle_lands_on_electric_kettles_level_by_level(
         client: OllamaClient, standin: StandinServer, template: Template, google: Taxonomy) -> None:
-    result = run_task(client, template, "llama3.2:1b", KETTLE, TaskParams(taxonomy=DEFAULT_REF), taxonomy=google)
+    result = run_task(client, template, "llama3.2:1b", KETTLE, TaskParams(taxonomy=DEFAULT_REF, route="levels"),
+                      taxonomy=google)
     assert result.ok, result.error
     assert result.parsed["id"] == KETTLES_ID and result.parsed["depth"] == 4 and result.parsed["leaf"]
     assert result.parsed["taxonomy"] == DEFAULT_REF and result.parsed["route"] == "levels"
@@ -80,7 +82,7 @@ def test_a_french_kettle_lands_on_electric_kettles_level_by_level(
 def test_a_product_with_only_a_sku_is_not_enough_information_without_a_request(
         client: OllamaClient, standin: StandinServer, template: Template, google: Taxonomy) -> None:
     result = run_task(client, template, "llama3.2:1b", {"name": "SKU 9921-B", "description": "Lot 7"},
-                      TaskParams(taxonomy=DEFAULT_REF), taxonomy=google)
+                      TaskParams(taxonomy=DEFAULT_REF, route="levels"), taxonomy=google)
     assert not result.ok and result.error.startswith("not enough information")
     assert result.parsed["status"] == "not enough information" and result.parsed["category"] is None
     assert chats(standin) == []
@@ -89,7 +91,7 @@ def test_a_product_with_only_a_sku_is_not_enough_information_without_a_request(
 def test_the_model_can_say_not_enough_information_itself_and_never_lands_on_a_made_up_leaf(
         client: OllamaClient, standin: StandinServer, template: Template, google: Taxonomy) -> None:
     result = run_task(client, template, "llama3.2:1b", {"name": "Article Zorblax", "description": "Modèle Quirn"},
-                      TaskParams(taxonomy=DEFAULT_REF), taxonomy=google)
+                      TaskParams(taxonomy=DEFAULT_REF, route="levels"), taxonomy=google)
     assert len(chats(standin)) == 1  # words, but none the model recognises: it says so at the top level
     assert not result.ok and "not enough information" in result.error and result.output == ""
 
@@ -98,7 +100,7 @@ def test_none_of_these_keeps_the_current_category(
         client: OllamaClient, standin: StandinServer, template: Template, google: Taxonomy) -> None:
     answers = iter(["Home & Garden", NONE_FITS])
     standin.state.responder = lambda body: json.dumps({"category": next(answers)})
-    result = run_task(client, template, "llama3.2:1b", KETTLE, TaskParams(taxonomy=DEFAULT_REF), taxonomy=google)
+    result = run_task(client, template, "llama3.2:1b", KETTLE, LEVELS, taxonomy=google)
     assert result.ok and result.output == "Home & Garden" and result.parsed["id"] == "536"
     assert result.parsed["depth"] == 1 and not result.parsed["leaf"] and result.attempts == 2
 
@@ -109,7 +111,7 @@ def test_without_a_grammar_small_model_habits_are_repaired_onto_the_step_options
                     '```json\n{"category": "Kitchen Appliances"}\n```',
                     '{"category": "Home & Garden > Kitchen & Dining > Kitchen Appliances > Electric Kettles"}'])
     standin.state.responder = lambda body: next(answers)
-    result = run_task(client, template, "llama3.2:1b", KETTLE, TaskParams(taxonomy=DEFAULT_REF), taxonomy=google)
+    result = run_task(client, template, "llama3.2:1b", KETTLE, LEVELS, taxonomy=google)
     assert result.ok and result.parsed["id"] == KETTLES_ID and result.attempts == 3
     assert result.status == "repaired" and any("by its last segment" in r for r in result.repairs)
 
@@ -119,11 +121,18 @@ def test_an_answer_off_the_options_is_retried_with_the_closest_options(
     answers = iter(['{"category": "Électroménager"}', '{"category": "Home & Garden"}', '{"category": "Kitchen & '
                     'Dining > Kitchen Appliances"}', '{"category": "Electric Kettles"}'])
     standin.state.responder = lambda body: next(answers)
-    result = run_task(client, template, "llama3.2:1b", KETTLE, TaskParams(taxonomy=DEFAULT_REF), taxonomy=google)
+    result = run_task(client, template, "llama3.2:1b", KETTLE, LEVELS, taxonomy=google)
     assert result.ok and result.parsed["id"] == KETTLES_ID
     assert "not a category of the taxonomy" in result.rejections[0]
     retry = chats(standin)[1]["messages"]
     assert retry[-1]["role"] == "user" and "Choose one of these" in retry[-1]["content"]
+
+
+def test_the_default_route_is_the_shortlist_then_levels(
+        client: OllamaClient, standin: StandinServer, template: Template, google: Taxonomy) -> None:
+    result = run_task(client, template, "llama3.2:1b", KETTLE, TaskParams(taxonomy=DEFAULT_REF), taxonomy=google)
+    assert result.ok and result.parsed["route"] == "shortlist" and result.parsed["id"] == KETTLES_ID
+    assert result.attempts == 1  # "bouilloire" is in the shortlist's small lexicon: found at once
 
 
 def test_the_shortlist_route_is_one_request_when_the_chosen_category_is_a_leaf(
@@ -154,7 +163,7 @@ def test_the_request_budget_stops_at_a_real_category(
     deep = Taxonomy(tuple(" > ".join(f"L{d}" for d in range(1, n + 1)) for n in range(1, 12)), name="deep")
     standin.state.responder = lambda body: json.dumps(
         {"category": body["format"]["properties"]["category"]["enum"][-2]})  # always the deepest offered
-    result = run_task(client, template, "llama3.2:1b", {"name": "Robe"}, TaskParams(), taxonomy=deep)
+    result = run_task(client, template, "llama3.2:1b", {"name": "Robe"}, TaskParams(route="levels"), taxonomy=deep)
     assert result.ok and result.attempts == 4 and result.output in deep
     assert "4 requests per product at most" in result.parsed["note"]
 
@@ -166,7 +175,8 @@ def test_a_company_taxonomy_in_french(client: OllamaClient, standin: StandinServ
                         source_name="acme.csv", author="ann", language="fr")
     standin.state.responder = lambda body: json.dumps(
         {"category": "Robes" if "Robes" in body["format"]["properties"]["category"]["enum"] else "Mode"})
-    result = run_task(client, template, "llama3.2:1b", {"name": "Robe Lina"}, TaskParams(taxonomy=info.ref),
+    result = run_task(client, template, "llama3.2:1b", {"name": "Robe Lina"},
+                      TaskParams(taxonomy=info.ref, route="levels"),
                       taxonomy=store.get(info.ref))
     assert result.ok and result.output == "Mode > Robes" and result.parsed["id"] == "R"
     system = chats(standin)[0]["messages"][0]["content"]
