@@ -39,8 +39,14 @@ def taxonomy_for(params: TaskParams) -> Taxonomy:
     return store().get(params.taxonomy, params.label_language)
 
 
+def _one_line(text: str, limit: int = 90) -> str:
+    """Option labels are plain text, not Markdown: whitespace collapsed and shortened, nothing escaped."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def _info_label(info: TaxonomyInfo) -> str:
-    return plain_label(f"{info.ref} · {info.title}", 90)
+    return _one_line(f"{info.ref} · {info.title}")
 
 
 def classification_params(prefix: str, params: TaskParams) -> TaskParams:
@@ -62,7 +68,7 @@ def classification_params(prefix: str, params: TaskParams) -> TaskParams:
     languages = ["", *infos[ref].languages]
     label_language = cols[2].selectbox(
         "Labels", languages, key=f"{prefix}.labels.{ref}",
-        format_func=lambda code: "as in the taxonomy" if not code else LANGUAGE_CHOICES.get(code, code),
+        format_func=lambda code: "its own" if not code else LANGUAGE_CHOICES.get(code, code),
         disabled=len(languages) == 1, help="Show categories in a loaded translation (the model still answers "
                                            "with the taxonomy's own names).")
     return replace(params, taxonomy=ref, route=route, label_language=label_language)
@@ -156,7 +162,10 @@ def _search(infos: list[TaxonomyInfo]) -> None:
         "; the top levels:" if not query else f"; {len(paths)} matching:"))
     st.dataframe(pd.DataFrame([{"id": taxonomy.id_of(p), "category": p,
                                 "sub-categories": len(taxonomy.children(p))} for p in paths]),
-                 hide_index=True, width="stretch", height=min(36 * (len(paths) + 1) + 4, 420))
+                 hide_index=True, width="stretch", height=min(36 * (len(paths) + 1) + 4, 420),
+                 column_config={"id": st.column_config.TextColumn("id", width="small"),
+                                "category": st.column_config.TextColumn("category", width="large"),
+                                "sub-categories": st.column_config.NumberColumn("sub-categories", width="small")})
 
 
 def _upload_form() -> None:
@@ -179,8 +188,8 @@ def _upload_form() -> None:
                     raise InvalidInput("Choose a file to upload.")
                 info = store().upload(name, uploaded.getvalue(), source_name=uploaded.name, author=identity.subject,
                                       title=title, language=language)
-            except DashboardError as exc:
-                st.error(user_message(exc), icon=":material/block:")
+            except DashboardError as exc:  # it quotes the file's own lines: shown as text, never Markdown
+                st.error(plain_label(user_message(exc), 2000), icon=":material/block:")
             else:
                 st.success(plain_label(f"Kept as {info.ref}: {info.uploaded_from}. Choose it in a classification.",
                                        300), icon=":material/check:")
@@ -192,7 +201,7 @@ def _translation_form(infos: list[TaxonomyInfo]) -> None:
         st.caption("The same categories in another language, matched by id (`id - path`, `id<TAB>path` or CSV "
                    "`id,path`). The page then shows them in it; the model keeps the taxonomy's own names.")
         cols = st.columns([3, 2])
-        ref = cols[0].selectbox("Of", [i.ref for i in infos], format_func=lambda r: plain_label(r, 60))
+        ref = cols[0].selectbox("Of", [i.ref for i in infos], format_func=_one_line)
         language = cols[1].selectbox("Into", [c for c in LANGUAGE_CHOICES if c != "en"],
                                      format_func=LANGUAGE_CHOICES.get)
         uploaded = st.file_uploader("Translation file", type=["txt", "csv", "tsv"], key="studio.tax.labels",
@@ -204,8 +213,8 @@ def _translation_form(infos: list[TaxonomyInfo]) -> None:
                     raise InvalidInput("Choose a file to upload.")
                 count, unknown = store().upload_translation(ref, language, uploaded.getvalue(),
                                                             author=identity.subject)
-            except DashboardError as exc:
-                st.error(user_message(exc), icon=":material/block:")
+            except DashboardError as exc:  # it quotes the file's own lines: shown as text, never Markdown
+                st.error(plain_label(user_message(exc), 2000), icon=":material/block:")
             else:
                 st.success(f"{count:,} labels in {LANGUAGE_CHOICES.get(language, language)} loaded for "
                            f"{plain_label(ref, 60)}" + (f"; {unknown:,} ids not in it were ignored" if unknown else "")
