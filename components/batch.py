@@ -26,6 +26,7 @@ from services.studio.batch import BatchManager
 from services.studio.batch_store import CLI_OWNER, JobInfo, LaneSpec, Progress
 from services.studio.fleet import FleetPlan, plan_fleet
 from services.studio.tabular import to_csv_bytes, to_xlsx_bytes
+from services.studio.taxonomy_store import LEGACY_REF
 
 PROGRESS_EVERY_S = 1.0
 PLAN_TTL_S = 30
@@ -205,7 +206,8 @@ def _job_card(manager: BatchManager, job_id: str, was_active: bool) -> None:
     if was_active and not active:
         st.rerun(scope="app")  # the job ended: redraw the page once, without the timer
     with st.container(border=True):
-        st.markdown(f"**{plain_label(job.source_name)}** · {plain_label(job.template.ref)} · "
+        into = f" into {job.params.taxonomy or LEGACY_REF}" if job.task == "classification" else ""
+        st.markdown(f"**{plain_label(job.source_name)}** · {plain_label(job.template.ref + into)} · "
                     f"{plain_label(job.model)} on {plain_label(job.where)} · {job.concurrency} slots · "
                     f"started by {plain_label(job.owner)} · batch {plain_label(job.id)}")
         st.altair_chart(progress_chart(progress), width="stretch")
@@ -251,7 +253,8 @@ def _job_buttons(manager: BatchManager, job: Any, progress: Progress, running: b
         "CSV", data=lambda: to_csv_bytes(manager.results_frame(job_id)),
         file_name=f"{_stem(job.source_name)}-{job.task}.csv", mime="text/csv", icon=":material/download:",
         key=f"studio.csv.{job_id}", on_click="ignore",
-        help="Every input column plus the results: status, output, error, attempts, repairs.")
+        help="Every input column plus the results: status, output, error, attempts, repairs (a classification: "
+             "the category's id and depth, and google_product_category in Google's taxonomy).")
     bar.download_button(
         "XLSX", data=lambda: to_xlsx_bytes(manager.results_frame(job_id)),
         file_name=f"{_stem(job.source_name)}-{job.task}.xlsx", icon=":material/download:",

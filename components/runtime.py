@@ -3,8 +3,8 @@
 Each factory is an ``st.cache_resource`` (one object per process, shared by every session, never holding
 a person): the startup check and settings, the data directory's SQLite file, the job store (that file, or
 PostgreSQL when ``DASHBOARD_DATABASE_URL`` is set), the ``/metrics`` exporter, the prober and its history, the
-wall's activity window and alert feed, the audit log, the pull and batch managers, the template store and deck
-library, the chat history store, and one page client per backend. ``lifespan`` is the ``st.App`` lifespan: it
+wall's activity window and alert feed, the audit log, the pull and batch managers, the template and taxonomy stores
+and deck library, the chat history store, and one page client per backend. ``lifespan`` is the ``st.App`` lifespan: it
 runs the startup checks and starts the prober, the exporter and the job runners (an interrupted batch
 resumes) when the server starts, before any browser connects, and stops them when it stops. Nothing
 process-wide lives in a module global.
@@ -38,6 +38,7 @@ from services.monitoring.service import Monitoring, start_monitoring
 from services.ollama.client import OllamaClient
 from services.stage.decks import DeckLibrary
 from services.studio.batch import BatchManager
+from services.studio.taxonomy_store import TaxonomyStore
 from services.studio.templates import TemplateStore
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ def batch_manager() -> BatchManager:
 
     current = settings()
     manager = BatchManager(job_store(), worker_clients().get, on_failure=on_failure, backends=current.backends,
-                           max_running=current.batch_max_running, lease_ttl_s=current.lease_ttl_s)
+                           max_running=current.batch_max_running, lease_ttl_s=current.lease_ttl_s,
+                           taxonomies=taxonomy_store())
     resumed = manager.resume_interrupted()
     if resumed:
         log.info("continued batch jobs a stopped dashboard process held: %s", ", ".join(resumed))
@@ -156,6 +158,12 @@ def chat_store() -> ChatStore:
 @st.cache_resource(show_spinner=False)
 def template_store() -> TemplateStore:
     return TemplateStore(settings().data_dir)
+
+
+@st.cache_resource(show_spinner=False)
+def taxonomy_store() -> TaxonomyStore:
+    """The shipped taxonomies and those admins uploaded; a loaded taxonomy is kept (Google's takes ~0.5 s)."""
+    return TaxonomyStore(settings().data_dir)
 
 
 @st.cache_resource(show_spinner=False)

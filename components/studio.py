@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from components import runtime, session
+from components import runtime, session, taxonomy
 from services import format as fmt
 from services.errors import DashboardError, InvalidInput, user_message
 from services.ollama.options import PRESETS, parse_stop_sequences
@@ -94,14 +94,13 @@ def render_output(result: TaskResult) -> None:
         if result.task in ("extraction", "column_mapping"):
             st.code(json.dumps(result.parsed, indent=2, ensure_ascii=False), language="json")
         elif result.task == "classification":
-            st.markdown(f"**{sanitize_markdown(result.output)}**")
-            st.code(result.output, language=None)
+            taxonomy.render_category(result)
         else:
             st.markdown(sanitize_markdown(result.output))
             st.code(result.output, language=None, wrap_lines=True)
         if result.repairs:
             st.caption(plain_label("Repairs: " + "; ".join(result.repairs), 600))
-    else:
+    elif not (result.task == "classification" and taxonomy.render_not_classified(result)):
         st.error(f"No valid output: {result.error}", icon=":material/error:")
     if result.rejections:
         st.caption(plain_label("Refused attempts: " + " · ".join(

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from components import batch, session, studio
+from components import batch, session, studio, taxonomy
 from components import chat as chat_view
 from components.router import enter_page
 from services import format as fmt
@@ -23,7 +23,8 @@ from services.studio.engine import Attempt, TaskResult, run_task
 from services.studio.tabular import MAX_UPLOAD_BYTES, Table, read_csv_bytes, read_table
 from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TASK_TITLES, TASKS, TaskParams, suggest_mapping
 
-MODES = {"single": "Single product", "compare": "Compare models", "batch": "Batch", "templates": "Templates"}
+MODES = {"single": "Single product", "compare": "Compare models", "batch": "Batch", "templates": "Templates",
+         "taxonomies": "Taxonomies"}
 NONE = "— not mapped —"
 DEFAULT_ROW_SECONDS = 3.0
 
@@ -31,8 +32,9 @@ enter_page("descriptions")
 backend = session.current_backend()
 store = studio.template_store()
 st.title("Product studio", anchor=False)
-st.caption("Marketing descriptions, structured extraction, taxonomy classification, supplier column mapping and "
-           "translation. Every output is checked before it is kept.")
+st.caption("Marketing descriptions, structured extraction, taxonomy classification (the full Google product taxonomy "
+           "or the company's own), supplier column mapping and translation. Every output is checked before it is "
+           "kept.")
 
 models_error = ""
 try:
@@ -86,8 +88,9 @@ def run_one(model: str, task: str, template: Any, inputs: dict[str, Any], params
             client: OllamaClient | None = None, on_attempt: Callable[[Attempt], None] | None = None,
             images: list[str] | None = None) -> TaskResult:
     """One product through one task; ``client`` is fetched on the script thread when not given."""
+    chosen = taxonomy.taxonomy_for(params) if task == "classification" else None
     return run_task(client or session.get_client(backend), template, model, inputs, params, on_attempt=on_attempt,
-                    images=images or ())
+                    taxonomy=chosen, images=images or ())
 
 
 PHOTO_TASKS = ("description", "extraction", "classification")
@@ -130,7 +133,10 @@ def task_inputs(task: str, prefix: str) -> tuple[dict, TaskParams] | None:
     except InvalidInput as exc:
         st.error(user_message(exc), icon=":material/edit_off:")
         return None
-    return inputs, studio.render_params(task, prefix)
+    params = studio.render_params(task, prefix)
+    if task == "classification":
+        params = taxonomy.classification_params(prefix, params)
+    return inputs, params
 
 
 def single_choices() -> tuple[str, str | None, Any]:
@@ -296,6 +302,8 @@ def batch_setup(table: Table, running_job: str | None) -> None:
     lanes = batch.choose_lanes(model, backend) if model else None
     slots = sum(lane.slots for lane in lanes or ())
     params = studio.render_params(task, "studio.batch")
+    if task == "classification":
+        params = taxonomy.classification_params("studio.batch", params)
     mapping = batch_mapping(task, table)
     st.markdown("**Preview** (first rows)")
     st.dataframe(table.frame.head(5), hide_index=True, width="stretch")
@@ -392,4 +400,5 @@ def templates_mode() -> None:
 
 if st.query_params.get("mode") != mode:
     st.query_params["mode"] = mode
-{"single": single_mode, "compare": compare_mode, "batch": batch_mode, "templates": templates_mode}[mode]()
+{"single": single_mode, "compare": compare_mode, "batch": batch_mode, "templates": templates_mode,
+ "taxonomies": taxonomy.taxonomies_view}[mode]()

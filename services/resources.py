@@ -1,10 +1,11 @@
 """The files the dashboard reads at run time, found from one place and checked before it serves a page.
 
-Templates, the taxonomy, the extraction schema, the shipped prompt deck, the Prometheus panels, the page
-scripts and Streamlit's own settings ship with the code (the Docker image copies the application as a
-whole, less what ``.dockerignore`` keeps out). Every path is absolute, from the application's own folder,
-so the working directory never matters; ``missing_resources`` lists what is absent and the startup check
-refuses to start with one clear line instead of failing at first use.
+Templates, the taxonomies (the full Google product taxonomy with ids, and the subset used before it), the
+extraction schema, the shipped prompt deck, the Prometheus panels, the page scripts and Streamlit's own
+settings ship with the code (the Docker image copies the application as a whole, less what
+``.dockerignore`` keeps out). Every path is absolute, from the application's own folder, so the working
+directory never matters; ``missing_resources`` lists what is absent and the startup check refuses to start
+with one clear line instead of failing at first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pathlib import Path
 APP_ROOT = Path(__file__).resolve().parents[1]
 CATALOG_DIR = APP_ROOT / "catalog"
 TEMPLATES_DIR = CATALOG_DIR / "templates"
-TAXONOMY_FILE = CATALOG_DIR / "taxonomy.txt"
+TAXONOMIES_DIR = CATALOG_DIR / "taxonomies"
+GOOGLE_TAXONOMY_FILE = TAXONOMIES_DIR / "google-product-taxonomy-with-ids.en-US.2021-09-21.txt"
+# The 281-category subset the studio classified into before the full taxonomy shipped (jobs made then name it).
+TAXONOMY_FILE = TAXONOMIES_DIR / "google-apparel-subset.2013-07-15.txt"
+CLASSIFICATION_EVAL_FILE = CATALOG_DIR / "eval" / "classification.jsonl"
 EXTRACTION_SCHEMA_FILE = CATALOG_DIR / "extraction.schema.json"
 DECKS_DIR = APP_ROOT / "decks"
 MONITORING_DIR = APP_ROOT / "monitoring"
@@ -36,7 +41,8 @@ TEMPLATE_TASKS: tuple[str, ...] = ("description", "extraction", "classification"
 # What the application cannot run without, with what reads it (for the message when one is missing).
 REQUIRED: dict[Path, str] = {
     **{TEMPLATES_DIR / f"{task}.toml": f"the product studio's {task} task" for task in TEMPLATE_TASKS},
-    TAXONOMY_FILE: "classification",
+    GOOGLE_TAXONOMY_FILE: "classification into the Google product taxonomy",
+    TAXONOMY_FILE: "classification jobs made with the apparel subset",
     EXTRACTION_SCHEMA_FILE: "extraction",
     DECKS_DIR / "product-tasks.json": "the compare page's shipped prompt deck",
     PANELS_FILE: "the Prometheus panels of the monitoring page",

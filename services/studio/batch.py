@@ -47,6 +47,7 @@ from services.studio.scheduler import SCHEMA as SCHEDULER_SCHEMA
 from services.studio.scheduler import Scheduler
 from services.studio.tabular import Table, require_columns
 from services.studio.tasks import BATCH_TASKS, TASK_FIELDS, TaskParams
+from services.studio.taxonomy_store import TaxonomyStore
 from services.studio.templates import Template
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,9 @@ class BatchManager(batch_read.BatchReader):
                  on_failure: Callable[[str, int, BaseException], None] | None = None, *,
                  backends: Sequence[Backend] = (), max_running: int = 2, lease_ttl_s: float = 30.0,
                  tick_s: float = 1.0, adopt: bool = True, backoff_base_s: float = 0.5, backoff_max_s: float = 8.0,
-                 max_transport_attempts: int = 4) -> None:
+                 max_transport_attempts: int = 4, taxonomies: TaxonomyStore | None = None) -> None:
         self.db = db
+        self.taxonomies = taxonomies or TaxonomyStore(None)  # the dashboard and the CLI pass the data directory's
         self.backoff_base_s, self.backoff_max_s = backoff_base_s, backoff_max_s
         self.max_transport_attempts = max_transport_attempts
         self.client_for = client_for
@@ -122,6 +124,8 @@ class BatchManager(batch_read.BatchReader):
         for lane in lanes:
             if not 1 <= lane.slots <= MAX_CONCURRENCY:
                 raise InvalidInput(f"Slots must be between 1 and {MAX_CONCURRENCY}, not {lane.slots} ({lane.name}).")
+        if template.task == "classification":
+            self.taxonomies.info(params.taxonomy)  # refused now, not on every row, when it does not exist
         fields = TASK_FIELDS[template.task]
         require_columns(table, mapping, [f.name for f in fields if f.required], {f.name: f.label for f in fields})
         clean_mapping = {f.name: mapping[f.name] for f in fields if mapping.get(f.name)}

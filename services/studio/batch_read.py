@@ -27,6 +27,8 @@ from services.studio.batch_store import (
     result_column_names,
     row_outcome,
 )
+from services.studio.taxonomy import Taxonomy
+from services.studio.taxonomy_store import TaxonomyStore, category_columns, category_values
 
 if TYPE_CHECKING:
     from services.db import Store
@@ -49,6 +51,7 @@ class BatchReader:
     """The reading half of ``BatchManager`` (the attributes below are set by it)."""
 
     db: Store
+    taxonomies: TaxonomyStore
     leases: Leases
     scheduler: Scheduler
     _runners: dict[str, JobRunner]
@@ -204,9 +207,15 @@ class BatchReader:
                    "duration_s", "backend"]
         return pd.DataFrame(records, columns=columns)
 
+    def taxonomy_for(self, job: JobInfo) -> Taxonomy | None:
+        """A classification job's taxonomy (the one its parameters name), None for the other tasks."""
+        return self.taxonomies.get(job.params.taxonomy) if job.task == "classification" else None
+
     def iter_results(self, job_id: str, page: int = 2000) -> Iterator[list[Any]]:
-        """Every input column, then the result columns, row by row in the file's order."""
+        """Every input column, then the result columns, row by row in the file's order (a classification's
+        category id, depth and taxonomy after them, and ``google_product_category`` in Google's taxonomy)."""
         job = self.job(job_id)
+        taxonomy = self.taxonomy_for(job)
         last = -1
         while True:
             batch = self.db.execute(
@@ -216,14 +225,17 @@ class BatchReader:
                 return
             for row in batch:
                 data = json.loads(row["data_json"])
+                output = row["output"] if row["status"] == "done" else ""
                 yield [*(data.get(c, "") for c in job.columns), row_outcome(row["status"], row["repairs"]),
-                       row["output"] if row["status"] == "done" else "", row["error"], row["attempts"],
+                       output, row["error"], row["attempts"],
                        repairs_text(row["repairs"]), row["template_ref"] or job.template.ref, job.model,
                        round(row["duration_s"], 2) if row["duration_s"] is not None else "",
-                       row["backend"] if row["status"] in ("done", "failed") else ""]
+                       row["backend"] if row["status"] in ("done", "failed") else "",
+                       *(category_values(taxonomy, output) if taxonomy is not None else ())]
                 last = row["idx"]
 
     def results_frame(self, job_id: str) -> pd.DataFrame:
         job = self.job(job_id)
-        names = result_column_names(job.columns)
+        taxonomy = self.taxonomy_for(job)
+        names = result_column_names(job.columns, category_columns(taxonomy) if taxonomy is not None else ())
         return pd.DataFrame(list(self.iter_results(job_id)), columns=[*job.columns, *names])

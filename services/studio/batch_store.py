@@ -201,11 +201,11 @@ class Progress:
         return self.finished_rows / self.total if self.total else 1.0
 
 
-def result_column_names(columns: list[str]) -> list[str]:
-    """The result columns, renamed if the file already uses one of their names."""
+def result_column_names(columns: list[str], extra: tuple[str, ...] = ()) -> list[str]:
+    """The result columns (and a task's ``extra`` ones), renamed if the file already uses one of their names."""
     taken = set(columns)
     names = []
-    for name in RESULT_COLUMNS:
+    for name in (*RESULT_COLUMNS, *extra):
         candidate = name
         while candidate in taken:
             candidate = "_" + candidate

@@ -28,7 +28,8 @@ from services.ollama.client import OllamaClient
 from services.studio.batch import BatchManager
 from services.studio.batch_store import CLI_OWNER, MAX_CONCURRENCY, LaneSpec, Progress
 from services.studio.fleet import plan_fleet
-from services.studio.tasks import BATCH_TASKS, LANGUAGES, TaskParams, suggest_mapping
+from services.studio.tasks import BATCH_TASKS, CLASSIFICATION_ROUTES, LANGUAGES, TaskParams, suggest_mapping
+from services.studio.taxonomy_store import DEFAULT_REF, TaxonomyStore
 from services.studio.templates import TemplateStore
 
 
@@ -57,6 +58,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-sentences", type=int, default=2)
     parser.add_argument("--max-chars", type=int, default=300)
     parser.add_argument("--template-version", type=int, help="template version (default: the latest)")
+    parser.add_argument("--taxonomy", default=DEFAULT_REF, help=f"classification: the taxonomy's ref (default "
+                        f"{DEFAULT_REF}; uploaded ones are name@vN)")
+    parser.add_argument("--route", default="", choices=[r for r in CLASSIFICATION_ROUTES if r],
+                        help="classification: how to choose (default: a shortlist, then level by level)")
     parser.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                         help="map a task field to a column (repeatable); unmapped fields are matched by name")
     parser.add_argument("--data-dir", help="the dashboard's data directory (default: DASHBOARD_DATA_DIR or ./data)")
@@ -145,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise InvalidInput(f"--map {item!r}: expected FIELD=COLUMN with FIELD one of {known}.")
             mapping[field_name] = column
         params = TaskParams(language=args.language, tone=args.tone, max_sentences=args.max_sentences,
-                            max_chars=args.max_chars)
+                            max_chars=args.max_chars, taxonomy=args.taxonomy if args.task == "classification" else "",
+                            route=args.route if args.task == "classification" else "")
         output = Path(args.output)
         if output.suffix.lower() not in (".csv", ".xlsx", ".xlsm"):
             raise InvalidInput(f"--output must end in .csv or .xlsx, not {output.name!r}.")
@@ -159,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             return clients[name]
 
         manager = BatchManager(open_store(data_dir, settings.database_url), client_for, backends=settings.backends,
-                               adopt=False, lease_ttl_s=settings.lease_ttl_s)
+                               adopt=False, lease_ttl_s=settings.lease_ttl_s,
+                               taxonomies=TaxonomyStore(data_dir))
         job_id = manager.create_job(table, template=template, model=args.model, params=params, mapping=mapping,
                                     owner=CLI_OWNER, lanes=lanes)
     except DashboardError as exc:

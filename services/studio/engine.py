@@ -18,22 +18,25 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import closing
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from services.errors import (
-    BackendError,
-    Cancelled,
-    InvalidInput,
-    OutputRejected,
-    StreamFailed,
-    user_message,
-)
+from services.errors import InvalidInput, OutputRejected
 from services.ollama.client import OllamaClient
-from services.ollama.stream import StreamUpdate, collect, stream_updates
 from services.ollama.wire import GenerationStats
-from services.studio.backoff import TRANSIENT_ERRORS, BackoffGate
+from services.studio.attempts import (
+    PHOTO_NOTE,
+    STATUS_LABELS,
+    Asking,
+    Attempt,
+    TaskRequest,
+    TaskResult,
+    ask,
+    generate_once,
+    was_truncated,
+    with_feedback,
+    with_images,
+)
+from services.studio.backoff import BackoffGate
 from services.studio.checks import (
     category_candidates,
     check_output,
@@ -42,47 +45,17 @@ from services.studio.checks import (
     extraction_schema,
     mapping_schema,
 )
+from services.studio.classify import classify, describe, uses_options
 from services.studio.repair import Repair, repair_answer
-from services.studio.tasks import LANGUAGES, MAPPING_TARGETS, MAX_FIELD_CHARS, TASK_FIELDS, TaskParams
+from services.studio.tasks import LANGUAGES, MAPPING_TARGETS, MAX_FIELD_CHARS, TaskParams, clean_inputs, product_block
 from services.studio.taxonomy import Taxonomy
 from services.studio.templates import Example, Template, render
 
 CHARS_PER_TOKEN = 3.0  # a cautious figure for French and English with small models' tokenizers
 MAX_FEW_SHOT = 2
-MAX_ECHOED_ANSWER = 1_500  # the failed answer sent back with the feedback, at most
-
-
-PHOTO_NOTE = ("A photo of the product is attached: use what it shows (type, colour, material, style) together with "
-              "the product data above, and do not contradict either.")
-
-
-@dataclass(frozen=True)
-class TaskRequest:
-    messages: list[dict[str, Any]]
-    options: dict[str, Any]
-    format: dict[str, Any] | None = None
-    headers: list[str] | None = None
-    source_text: str = ""
-    shortlist: tuple[str, ...] = ()  # classification: the candidates the prompt offered
-
-
-def clean_inputs(task: str, inputs: Mapping[str, Any]) -> dict[str, str]:
-    """The task's fields as trimmed text; a missing required field is refused before any request."""
-    values: dict[str, str] = {}
-    for spec in TASK_FIELDS.get(task, ()):
-        raw = inputs.get(spec.name)
-        text = "" if raw is None else str(raw).strip()
-        if len(text) > MAX_FIELD_CHARS:
-            raise InvalidInput(f"{spec.label} is {len(text):,} characters long; at most {MAX_FIELD_CHARS:,}.")
-        if spec.required and not text:
-            raise InvalidInput(f"{spec.label} is empty; it is required for this task.")
-        values[spec.name] = text
-    return values
-
-
-def product_block(task: str, values: Mapping[str, str]) -> str:
-    lines = [f"- {spec.label}: {values[spec.name]}" for spec in TASK_FIELDS.get(task, ()) if values.get(spec.name)]
-    return "\n".join(lines)
+# Re-exported: pages, the batch runner and tests import these from here.
+__all__ = ["PHOTO_NOTE", "STATUS_LABELS", "Attempt", "BackoffGate", "TaskRequest", "TaskResult", "build_request", "clean_inputs",
+           "generate_once", "product_block", "run_task", "was_truncated", "with_feedback"]
 
 
 def derive_num_predict(template: Template, params: TaskParams, values: Mapping[str, Any]) -> int | None:
@@ -181,109 +154,14 @@ def build_request(template: Template, inputs: Mapping[str, Any], params: TaskPar
         messages.append({"role": "system", "content": system})
     if task != "column_mapping":
         messages += few_shot_turns(template, params, taxonomy)
-    prompt: dict[str, Any] = {"role": "user", "content": render(template.prompt, values).strip()}
-    if images:
-        prompt["content"] += "\n\n" + PHOTO_NOTE
-        prompt["images"] = list(images)
-    messages.append(prompt)
+    messages.append({"role": "user", "content": render(template.prompt, values).strip()})
     options = template.options(derive_num_predict(template, params, values))
-    return TaskRequest(messages=messages, options=options, format=fmt, headers=headers,
-                       source_text=str(values.get("text", "")), shortlist=shortlist)
-
-
-def with_feedback(request: TaskRequest, answer: str, feedback: str) -> TaskRequest:
-    """The original request plus the last answer and what was wrong with it (earlier failed turns are not
-    kept: the prompt stays bounded, and the model sees one clear correction)."""
-    echoed = answer if len(answer) <= MAX_ECHOED_ANSWER else answer[:MAX_ECHOED_ANSWER] + "…"
-    return replace(request, messages=[*request.messages, {"role": "assistant", "content": echoed},
-                                      {"role": "user", "content": feedback}])
+    request = TaskRequest(messages=messages, options=options, format=fmt, headers=headers,
+                          source_text=str(values.get("text", "")), shortlist=shortlist)
+    return with_images(request, images)
 
 
 # ---- running -----------------------------------------------------------------------------------------
-
-STATUS_LABELS = {"done": "done", "repaired": "done after repair", "failed": "failed"}
-
-
-@dataclass
-class TaskResult:
-    """One product's outcome; ``ok`` False means ``error`` says why, and ``output`` is not to be trusted."""
-
-    task: str
-    template_ref: str
-    model: str
-    ok: bool
-    output: str = ""
-    parsed: Any = None
-    raw: str = ""
-    error: str = ""
-    attempts: int = 0
-    duration_s: float = 0.0
-    stats: dict[str, Any] = field(default_factory=dict)
-    cancelled: bool = False
-    repairs: list[str] = field(default_factory=list)
-    rejections: list[str] = field(default_factory=list)  # why each failed attempt was refused, in order
-    handed_back: BaseException | None = None  # the backend failure that gave the product back (``hand_back``)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        return self.stats.get("tokens_per_second")
-
-    @property
-    def status(self) -> str:
-        """"done" (used as it came), "repaired" (done after repair) or "failed"."""
-        if not self.ok:
-            return "failed"
-        return "repaired" if self.repairs else "done"
-
-    @property
-    def status_label(self) -> str:
-        return STATUS_LABELS[self.status]
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """What a live view shows while an answer streams: which attempt, and the reply so far."""
-
-    number: int
-    max_attempts: int
-    update: StreamUpdate
-    feedback: str = ""  # what the previous answer was told (empty on the first attempt)
-
-
-def generate_once(client: OllamaClient, model: str, request: TaskRequest, *, register: Any = None,
-                  on_update: Callable[[StreamUpdate], None] | None = None) -> tuple[str, GenerationStats]:
-    """One streamed chat request collected into text; ``register(stream)`` lets a canceller abort it, and
-    ``on_update`` (the single-product page) sees coalesced snapshots as they stream."""
-    stream = client.chat(model, request.messages, options=request.options, format=request.format)
-    if on_update is not None:
-        final: StreamUpdate | None = None
-        try:
-            with closing(stream_updates(stream, model=model)) as updates:
-                for update in updates:
-                    on_update(update)
-                    final = update
-        except StreamFailed as failed:
-            raise failed.cause from None
-        if final is None or final.stats is None:
-            raise Cancelled("cancelled")
-        return final.content, final.stats
-    if register is not None:
-        register(stream)
-    try:
-        collector = collect(stream, model)
-    finally:
-        if register is not None:
-            register(None)
-    if collector.status == "stopped" or collector.stats is None:
-        raise Cancelled("cancelled")
-    return collector.content, collector.stats
-
-
-def was_truncated(stats: GenerationStats, request: TaskRequest) -> bool:
-    """The answer stopped at the token limit (Ollama says ``length``; a proxy that drops the reason still
-    reports as many tokens as were allowed)."""
-    limit = request.options.get("num_predict")
-    return stats.done_reason == "length" or bool(limit and stats.eval_count >= int(limit))
 
 
 def run_task(
@@ -309,73 +187,38 @@ def run_task(
     those steps (the benchmark's baseline). ``on_attempt`` streams each attempt to a live view. ``images`` are
     raw base64 pictures sent with the prompt (a product photo, for a vision model). ``hand_back`` returns at
     the first transient backend failure (``handed_back``) instead of retrying on the same backend: a batch
-    over several backends gives the product to another one."""
+    over several backends gives the product to another one.
+
+    A classification whose template lists ``{{options}}`` goes through ``services.studio.classify`` (level by
+    level, or a shortlist): several requests, each constrained to real categories."""
     result = TaskResult(task=template.task, template_ref=template.ref, model=model, ok=False)
     started = time.perf_counter()
-    gate = gate or BackoffGate()
+    asking = Asking(client, model, template.max_attempts, gate or BackoffGate(), cancelled, register,
+                    max_transport_attempts, feedback, on_attempt, tuple(images), hand_back)
     taxonomy = taxonomy or default_taxonomy()
+    if template.task == "classification" and uses_options(template):
+        classify(asking, template, inputs, params, taxonomy, result)
+        result.duration_s = time.perf_counter() - started
+        return result
     try:
         request = build_request(template, inputs, params, taxonomy=taxonomy, images=images)
     except InvalidInput as exc:
         result.error = str(exc)
         return result
-    current = request
-    told = ""
-    check_failures = 0
-    transport_failures = 0
-    while True:
-        if not gate.wait(cancelled):
-            result.cancelled, result.error = True, "cancelled"
-            break
-        result.attempts += 1
-        number, tell = result.attempts, told
-        on_update = None if on_attempt is None else (
-            lambda update, n=number, t=tell: on_attempt(Attempt(n, template.max_attempts, update, t)))
-        try:
-            raw, stats = generate_once(client, model, current, register=register, on_update=on_update)
-        except Cancelled:
-            result.cancelled, result.error = True, "cancelled"
-            break
-        except TRANSIENT_ERRORS as exc:
-            if cancelled is not None and cancelled.is_set():
-                result.cancelled, result.error = True, "cancelled"
-                break
-            transport_failures += 1
-            result.error = user_message(exc)
-            if hand_back:
-                result.handed_back = exc
-                break
-            if transport_failures >= max_transport_attempts:
-                result.error = f"gave up after {transport_failures} attempts: {result.error}"
-                break
-            gate.trip(transport_failures)
-            continue
-        except BackendError as exc:
-            result.error = user_message(exc)
-            break
-        except InvalidInput as exc:
-            result.error = str(exc)
-            break
-        result.raw = raw
-        result.stats = stats.as_dict()
-        try:
-            fixed = repair_answer(template.task, raw, params, taxonomy=taxonomy, headers=request.headers,
-                                  truncated=was_truncated(stats, current),
-                                  shortlist=request.shortlist) if repair else Repair(raw)
-            result.output, result.parsed = check_output(template.task, fixed.text, params, headers=request.headers,
-                                                        source_text=request.source_text, taxonomy=taxonomy)
-        except OutputRejected as exc:
-            check_failures += 1
-            result.rejections.append(str(exc))
-            result.error = f"check failed: {exc}"
-            if check_failures >= template.max_attempts:
-                result.error = f"check failed {check_failures} times; last: {exc}"
-                break
-            if feedback and exc.feedback:
-                current, told = with_feedback(request, raw, exc.feedback), exc.feedback
-            continue
-        result.ok, result.error = True, ""
-        result.repairs = list(fixed.changes)
-        break
+
+    def accept(raw: str, stats: GenerationStats, sent: TaskRequest) -> tuple[str, Any, tuple[str, ...]]:
+        fixed = repair_answer(template.task, raw, params, taxonomy=taxonomy, headers=request.headers,
+                              truncated=was_truncated(stats, sent), shortlist=request.shortlist) if repair \
+            else Repair(raw)
+        output, parsed = check_output(template.task, fixed.text, params, headers=request.headers,
+                                      source_text=request.source_text, taxonomy=taxonomy)
+        return output, parsed, fixed.changes
+
+    accepted = ask(asking, request, accept, result)
+    if accepted is not None:
+        result.output, result.parsed, changes = accepted
+        if template.task == "classification":
+            result.parsed = describe(taxonomy, result.output, route="single")
+        result.ok, result.repairs = True, list(changes)
     result.duration_s = time.perf_counter() - started
     return result

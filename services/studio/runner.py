@@ -28,6 +28,7 @@ from services.ollama.ndjson import NDJSONStream
 from services.studio.batch_store import PAGE_SIZE, JobInfo, LaneStats
 from services.studio.engine import run_task
 from services.studio.fleet import Lane, pause_reason
+from services.studio.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,7 @@ class RowStore(Protocol):
                duration_s: float, tokens: int | None, template_ref: str, repairs: str = "",
                backend: str = "") -> bool: ...
     def _log_failure(self, job_id: str, idx: int, exc: BaseException) -> None: ...
+    def taxonomy_for(self, job: JobInfo) -> Taxonomy | None: ...
     def _runner_ended(self, runner: JobRunner) -> None: ...
 
 
@@ -262,6 +264,12 @@ class JobRunner:
 
     def _work(self, lane: Lane, worker: int) -> None:
         holder: list[NDJSONStream | None] = [None]
+        try:
+            taxonomy = self.manager.taxonomy_for(self.job)
+        except DashboardError as exc:  # e.g. the data directory's taxonomy file was removed since
+            self.stop_reason = user_message(exc)
+            self.cancel()
+            return
         while not self.cancelled.is_set() and not self._finished():
             if not lane.admit(worker):
                 return
@@ -278,10 +286,10 @@ class JobRunner:
                 self._give_back(idx, data, lane)
                 self.remove_lane(lane.name, user_message(exc))
                 return
-            self._run_row(lane, client, idx, data, holder)
+            self._run_row(lane, client, idx, data, holder, taxonomy)
 
     def _run_row(self, lane: Lane, client: OllamaClient, idx: int, data: dict[str, Any],
-                 holder: list[NDJSONStream | None]) -> None:
+                 holder: list[NDJSONStream | None], taxonomy: Taxonomy | None) -> None:
         inputs = {name: data.get(column, "") for name, column in self.job.mapping.items() if column}
         with self._lock:
             self.in_flight += 1
@@ -289,7 +297,7 @@ class JobRunner:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             result = run_task(client, self.job.template, self.job.model, inputs, self.job.params,
-                              cancelled=lane.stop, hand_back=True,
+                              cancelled=lane.stop, hand_back=True, taxonomy=taxonomy,
                               register=lambda s, h=holder: self._register(lane, s, h))
         except Exception as exc:  # a bug must fail the row, never kill the worker silently
             self.manager._log_failure(self.job.id, idx, exc)

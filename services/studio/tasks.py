@@ -9,6 +9,7 @@ one task, with retries), ``batch`` (a whole file as a server-side job), ``cli`` 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,6 +27,14 @@ TASK_TITLES = {
     "translation": "Translation",
 }
 LANGUAGES = {"fr": "French", "en": "English"}
+# How a classification chooses (services.studio.classify): "" the template's own route.
+CLASSIFICATION_ROUTES: dict[str, str] = {
+    "": "the template's own",
+    "shortlist": "Shortlist, then level by level",
+    "levels": "Level by level",
+    "shortlist_only": "Shortlist only",
+    "single": "One request over the whole taxonomy",
+}
 TONES = ("elegant", "warm", "professional", "playful", "minimal")
 MAX_TEMPLATE_CHARS = 8_000
 MAX_FIELD_CHARS = 4_000
@@ -66,7 +75,10 @@ TASK_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
 TASK_VARIABLES: dict[str, tuple[str, ...]] = {
     "description": ("product", "tone", "language", "max_sentences", "max_chars"),
     "extraction": ("schema",),
-    "classification": ("product", "candidates"),
+    # {{candidates}}: the single-request route (a hint list; the whole taxonomy is the enum); {{options}}: the
+    # constrained routes (the options listed are exactly the enum), with {{current}}, {{taxonomy}}, {{stop_note}}
+    # and {{language_note}} (what to do when the product's language is not the taxonomy's).
+    "classification": ("product", "candidates", "options", "current", "taxonomy", "stop_note", "language_note"),
     "translation": ("language",),
     "column_mapping": ("targets", "headers", "sample"),
 }
@@ -96,6 +108,12 @@ class TaskParams:
     max_sentences: int = 2
     max_chars: int = 300
     check_language: bool = True
+    # Classification: the taxonomy's ref ("" = the apparel subset jobs used before taxonomies were chosen), the
+    # route ("" = the template's own: {{candidates}} single request, {{options}} level by level), and the
+    # language of the labels shown where a translation is loaded ("" = the taxonomy's own).
+    taxonomy: str = ""
+    route: str = ""
+    label_language: str = ""
 
     def validate(self) -> TaskParams:
         if self.language not in LANGUAGES:
@@ -106,11 +124,35 @@ class TaskParams:
             raise InvalidInput("The character limit must be between 40 and 5,000.")
         if not self.tone.strip() or len(self.tone) > 60:
             raise InvalidInput("Give a tone of at most 60 characters (e.g. elegant).")
+        if self.route not in CLASSIFICATION_ROUTES:
+            known = ", ".join(r for r in CLASSIFICATION_ROUTES if r)
+            raise InvalidInput(f"The classification route must be one of {known}, not {self.route!r}.")
+        if len(self.taxonomy) > 80 or len(self.label_language) > 8:
+            raise InvalidInput("Unknown taxonomy or label language.")
         return self
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+
+def clean_inputs(task: str, inputs: Mapping[str, Any]) -> dict[str, str]:
+    """The task's fields as trimmed text; a missing required field is refused before any request."""
+    values: dict[str, str] = {}
+    for spec in TASK_FIELDS.get(task, ()):
+        raw = inputs.get(spec.name)
+        text = "" if raw is None else str(raw).strip()
+        if len(text) > MAX_FIELD_CHARS:
+            raise InvalidInput(f"{spec.label} is {len(text):,} characters long; at most {MAX_FIELD_CHARS:,}.")
+        if spec.required and not text:
+            raise InvalidInput(f"{spec.label} is empty; it is required for this task.")
+        values[spec.name] = text
+    return values
+
+
+def product_block(task: str, values: Mapping[str, str]) -> str:
+    lines = [f"- {spec.label}: {values[spec.name]}" for spec in TASK_FIELDS.get(task, ()) if values.get(spec.name)]
+    return "\n".join(lines)
 
 
 def suggest_mapping(task: str, columns: list[str]) -> dict[str, str | None]:

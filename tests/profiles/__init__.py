@@ -20,13 +20,14 @@ def _polite(state: StandinState) -> None:
 
 
 def _profiles() -> dict[str, Profile]:
-    from tests.profiles import demo, small_models, vision
+    from tests.profiles import classifier, demo, small_models, vision
 
     return {
         "polite": _polite,
         "demo": demo.apply,
         "small_models": small_models.apply,
         "vision": vision.apply,
+        "classifier": classifier.apply,
     }
 
 

@@ -14,6 +14,7 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from tests.profiles.classifier import ClassifierResponder, _category_enum
 from tests.profiles.small_models import TASK_MARKERS, SmallModelResponder
 from tests.standin import _digest, _json_for_schema, _model_record
 
@@ -101,11 +102,14 @@ class DemoResponder:
 
     def __init__(self) -> None:
         self.studio = SmallModelResponder(odds_scale=0.0)
+        self.classifier = ClassifierResponder(time_scale=0.0, odds_scale=0.0)
 
     def __call__(self, body: dict[str, Any]) -> str:
         messages = body.get("messages") or [{"role": "user", "content": body.get("prompt", "")}]
         text = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
         schema = body.get("format")
+        if _category_enum(schema) is not None:  # a classification step: chosen as a good small model would
+            return self.classifier(body)
         if isinstance(schema, dict) and _has_enum(schema):
             return json.dumps(_fill(schema, text), ensure_ascii=False)
         if any(marker in text for marker in TASK_MARKERS):

@@ -82,7 +82,8 @@ MODELS = [
     _model_record("qwen2.5:0.5b", 397_821_319, "qwen2", "494.03M", "Q4_K_M", ["completion", "tools"], 32768),
 ]
 TASK_MARKERS = {"Product data:": "description", "Likely categories": "classification",
-                "Analyse this product": "extraction", "Translate this product description": "translation"}
+                "Options under": "classification", "Analyse this product": "extraction",
+                "Translate this product description": "translation"}
 
 
 def _draw(rng: random.Random, odds: dict[str, float]) -> set[str]:
@@ -176,7 +177,10 @@ def _text_answer(habits: set[str], fields: dict[str, str], language: str, max_se
 
 
 def _category_answer(habits: set[str], prompt: str, rng: random.Random) -> str:
-    listed = re.findall(r"^(\S[^\n]* > [^\n]+)$", prompt.split("Likely categories", 1)[-1], re.M)
+    if "Options under" in prompt:  # a level-by-level step: the options are listed as "- option"
+        listed = re.findall(r"^- (.+)$", prompt.split("Options under", 1)[1].split("\n\n", 1)[0], re.M)
+    else:
+        listed = re.findall(r"^(\S[^\n]* > [^\n]+)$", prompt.split("Likely categories", 1)[-1], re.M)
     path = listed[0] if listed else "Apparel & Accessories"
     if "invented" in habits:
         return json.dumps({"category": rng.choice(["Vêtements > Robes de soirée", "Mode > Femme > Robes",

@@ -110,7 +110,8 @@ def test_classification_uses_the_taxonomy_it_is_given_and_refuses_an_ambiguous_a
     company = Taxonomy.from_lines(["Vêtements > Robes", "Enfants > Robes", "Vêtements > Jupes"])
     answers = iter(['{"category": "Robes"}', '{"category": "Enfants > Robes"}'])
     standin.state.responder = lambda body: next(answers)
-    result = run_task(client, store.latest("classification"), "llama3.2:1b", {"name": "Robe fille"},
+    # classification@v2: one request, the whole taxonomy as the enum (the single-request route).
+    result = run_task(client, store.get("classification", 2), "llama3.2:1b", {"name": "Robe fille"},
                       TaskParams(check_language=False), taxonomy=company)
     assert result.ok and result.output == "Enfants > Robes" and result.attempts == 2
     assert "matches 2 categories equally" in result.rejections[0]
