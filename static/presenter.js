@@ -12,6 +12,7 @@
   const root = document.documentElement;
   const LADDER = [30, 27, 24, 21, 19, 17];
   const FLOOR = 16;
+  const PRESS_PATIENCE_MS = 1500;
   const seen = {};
 
   const click = (key) => {
@@ -35,10 +36,16 @@
     else if (event.key === "Escape") key = "compare-stop";
     else if (["1", "2", "3", "4"].includes(event.key)) key = "present-vote-" + "ABCD"[Number(event.key) - 1];
     else if (event.key === "0" || event.key === "t" || event.key === "T") key = "present-vote-tie";
-    if (key && click(key)) {
-      event.preventDefault();
-      event.stopPropagation();
-    }
+    if (!key) return;
+    event.preventDefault();
+    event.stopPropagation();
+    // A key pressed while the page is redrawing (the button between two renders, or not yet enabled) is not
+    // lost: it is tried again for a moment, so a presenter's Esc stops the round on the first press.
+    const until = performance.now() + PRESS_PATIENCE_MS;
+    const attempt = () => {
+      if (!click(key) && performance.now() < until) setTimeout(attempt, 50);
+    };
+    attempt();
   }, true);
 
   // The ladder is searched from the top only when a new round starts or the window changes; while a round

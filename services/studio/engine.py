@@ -54,8 +54,8 @@ from services.studio.templates import Example, Template, render
 CHARS_PER_TOKEN = 3.0  # a cautious figure for French and English with small models' tokenizers
 MAX_FEW_SHOT = 2
 # Re-exported: pages, the batch runner and tests import these from here.
-__all__ = ["PHOTO_NOTE", "STATUS_LABELS", "Attempt", "BackoffGate", "TaskRequest", "TaskResult", "build_request", "clean_inputs",
-           "generate_once", "product_block", "run_task", "was_truncated", "with_feedback"]
+__all__ = ["PHOTO_NOTE", "STATUS_LABELS", "Attempt", "BackoffGate", "TaskRequest", "TaskResult", "build_request",
+           "clean_inputs", "generate_once", "product_block", "run_task", "was_truncated", "with_feedback"]
 
 
 def derive_num_predict(template: Template, params: TaskParams, values: Mapping[str, Any]) -> int | None:

@@ -91,7 +91,8 @@ def compare_round(page: Page, base_url: str, token: str, prefix: str) -> None:
     wait_for_app(page, timeout_ms=PATIENCE_MS)
     expect(page.get_by_text("Next: 1/", exact=False)).to_be_visible(timeout=PATIENCE_MS)  # the shipped deck
     page.locator(".st-key-compare-run_deck button").click()
-    columns = page.locator("[class*='st-key-compare-col-']")
+    # What the audience sees: a column Streamlit keeps hidden in the page while it redraws is not a column.
+    columns = page.locator("[class*='st-key-compare-col-']:visible")
     deadline = time.monotonic() + PATIENCE_MS / 1000
     while time.monotonic() < deadline:
         texts = columns.all_inner_texts()
