@@ -201,10 +201,16 @@ class StreamUpdate:
     @property
     def live_tokens_per_s(self) -> float | None:
         """Chunks per second since the first token: a live estimate until the final counters arrive."""
-        if self.first_token_s is None or self.chunks < 2:
-            return None
-        span = self.elapsed_s - self.first_token_s
-        return (self.chunks - 1) / span if span > 0 else None
+        return live_rate(self.chunks, self.first_token_s, self.elapsed_s)
+
+
+def live_rate(chunks: int, first_token_s: float | None, end_s: float) -> float | None:
+    """Tokens per second between the first chunk and ``end_s`` (one chunk is one token in Ollama's stream), the
+    figure shown while a reply streams, before Ollama's own ``eval_count / eval_duration`` arrives."""
+    if first_token_s is None or chunks < 2:
+        return None
+    span = end_s - first_token_s
+    return (chunks - 1) / span if span > 0 else None
 
 
 def _snapshot(collector: StreamCollector, elapsed_s: float) -> StreamUpdate:

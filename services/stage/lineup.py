@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from services.config import Backend
 from services.errors import InvalidInput
+from services.ollama.stream import live_rate
 from services.ollama.wire import GenerationStats, validate_model_name
 
 SLOTS = ("A", "B", "C", "D")
@@ -100,11 +101,8 @@ class ColumnSnapshot:
     @property
     def live_tokens_per_s(self) -> float | None:
         """Chunks per second since the first one, up to now while streaming (it falls if a column stalls)."""
-        if self.first_token_s is None or self.chunks < 2:
-            return None
         end = self.elapsed_s if not self.terminal else (self.last_chunk_s or self.elapsed_s)
-        span = end - self.first_token_s
-        return (self.chunks - 1) / span if span > 0 else None
+        return live_rate(self.chunks, self.first_token_s, end)
 
     @property
     def tokens_per_s(self) -> float | None:

@@ -177,14 +177,13 @@ def test_a_row_failing_its_check_is_failed_with_the_reason_and_the_batch_goes_on
 
 def test_cancel_stops_at_once_and_leaves_unfinished_rows_pending(manager: BatchManager, store: TemplateStore,
                                                                  standin: StandinServer) -> None:
-    standin.state.configure(request_time_s=3.0, replies={"Product data": FR_REPLY})
+    # Each answer would take ten minutes: the job can only end within the wait if its streams were aborted.
+    standin.state.configure(request_time_s=600.0, replies={"Product data": FR_REPLY})
     job_id = new_job(manager, store, 10, concurrency=2)
     manager.start(job_id)
     wait_for(lambda: len(standin.state.requests_to("/api/chat")) == 2)
-    started = time.monotonic()
     manager.cancel(job_id)
-    assert manager.wait(job_id, 5)
-    assert time.monotonic() - started < 2.0  # in-flight streams were aborted, not waited for
+    assert manager.wait(job_id, 30)
     progress = manager.progress(job_id)
     assert (progress.state, progress.running, progress.pending, progress.done) == ("cancelled", 0, 10, 0)
     assert len(standin.state.requests_to("/api/chat")) == 2
