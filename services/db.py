@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from services.errors import StoreUnavailable
 
 DB_FILENAME = "dashboard.sqlite3"
+BUSY_TIMEOUT_S = 5.0
 
 
 class Cursor(Protocol):
@@ -64,6 +66,25 @@ def _unavailable(exc: sqlite3.OperationalError) -> BaseException:
     return exc
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (readers never wait for the writer), once: the mode is kept in the file.
+
+    Switching needs the file to itself, and SQLite answers "locked" at once, without its busy timeout, while
+    another thread or process holds it (several threads open the file together when the server starts), so the
+    switch is retried for as long as any other statement would wait."""
+    if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise _unavailable(exc) from exc
+            time.sleep(0.02)
+
+
 class Database:
     """A thread-safe handle on the SQLite file: ``with db.transaction() as conn: conn.execute(...)``."""
 
@@ -88,11 +109,10 @@ class Database:
         if conn is None or not self.path.exists():
             # Reopen when the file was deleted under us (the wall screen must recover by itself).
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
             self._local.conn = conn
         return conn
 

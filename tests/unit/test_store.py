@@ -149,3 +149,23 @@ def test_generation_counter_turns_counters_into_deltas(store: ProbeStore) -> Non
     frame, source = store.generation_history(base, base + 200, 60)
     assert source == "sqlite"
     assert frame["requests"].tolist() == [3.0, 1.0] and frame["errors"].tolist() == [1.0, 1.0]
+
+
+
+def test_a_new_file_read_by_another_process_while_the_dashboard_opens_it(tmp_path: Path) -> None:
+    """Switching a file to WAL needs it alone; SQLite refuses at once, without its busy timeout, while another
+    connection writes to it (the CLI, another thread at start-up): the switch waits like any statement."""
+    import threading
+
+    path = tmp_path / "data" / "dashboard.sqlite3"
+    path.parent.mkdir()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (0)")  # a write transaction holds the file
+    threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
+    db = Database.in_dir(path.parent)
+    db.execute("INSERT INTO t VALUES (1)")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 2
+    other.close()
