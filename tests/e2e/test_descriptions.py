@@ -8,7 +8,7 @@ import re
 import time
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.e2e.conftest import DashboardServer, goto, screenshot, wait_for_app
 from tests.standin import StandinServer
@@ -37,6 +37,11 @@ def progress_text(page: Page) -> str:
     return page.get_by_text(PROGRESS_LINE).first.inner_text()
 
 
+def results_toggle(page: Page) -> Locator:
+    """The card's "Only failed rows" switch; while the card redraws, Streamlit may hold its old copy a moment."""
+    return page.get_by_text("Only failed rows").filter(visible=True).first
+
+
 def wait_for_progress(page: Page, pattern: str, timeout_s: float = 40) -> str:
     deadline = time.monotonic() + timeout_s
     text = ""
@@ -63,7 +68,7 @@ def test_upload_run_reload_mid_run_and_download(page: Page, dashboard: Dashboard
     page.get_by_role("button", name="Run batch").click()
 
     running = wait_for_progress(page, r"running: [1-9]\d* / 24 rows")
-    page.get_by_text("Only failed rows").scroll_into_view_if_needed()
+    results_toggle(page).scroll_into_view_if_needed()
     screenshot(page, "descriptions-batch-running")
     assert "ETA" in running
 
@@ -75,7 +80,7 @@ def test_upload_run_reload_mid_run_and_download(page: Page, dashboard: Dashboard
     assert done_after >= done_before  # the job kept running on the server through the reload
 
     wait_for_progress(page, r"finished: 24 / 24 rows · 24 done · 0 failed", timeout_s=60)
-    page.get_by_text("Only failed rows").scroll_into_view_if_needed()
+    results_toggle(page).scroll_into_view_if_needed()
     screenshot(page, "descriptions-batch-finished")
     with page.expect_download() as download_info:
         page.get_by_test_id("stDownloadButton").filter(has_text="CSV").get_by_role("button").click()
