@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import scoped_env
 from bench.bench_batch_fleet import SLOTS, StandinProcess
 from services.config import Backend
 from services.db import Database
@@ -62,11 +63,10 @@ def main() -> None:
     import streamlit as st
 
     standins = [StandinProcess(0.0) for _ in range(4)]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, scoped_env(
+            DASHBOARD_DATA_DIR=str(Path(tmp) / "data"), OLLAMA_HOST=standins[0].url, DASHBOARD_METRICS_PORT="0",
+            DASHBOARD_BACKENDS_FILE=None, DASHBOARD_DATABASE_URL=None):
         data = Path(tmp) / "data"
-        os.environ.update(DASHBOARD_DATA_DIR=str(data), OLLAMA_HOST=standins[0].url, DASHBOARD_METRICS_PORT="0")
-        os.environ.pop("DASHBOARD_BACKENDS_FILE", None)
-        os.environ.pop("DASHBOARD_DATABASE_URL", None)
         clients = {f"b{i}": OllamaClient(Backend(name=f"b{i}", kind="ollama", url=s.url), stall_timeout_s=30)
                    for i, s in enumerate(standins)}
         manager = BatchManager(Database.in_dir(data), clients.__getitem__)

@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import scoped_env
+
 FLEET = 50
 SLOW = 6  # answer each call after 0.3 s: degraded against a 250 ms threshold
 HUNG = 4  # answer after 10 s: beyond the timeout, offline
@@ -70,49 +72,41 @@ def main() -> None:
 
 def _render_times(env: dict[str, str], _backend: object) -> str:
     import streamlit as st
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
     from components import runtime
 
     root = Path(__file__).resolve().parents[1]
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update({**env, "DASHBOARD_PROBE_INTERVAL": "30"})
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        PagesManager.uses_pages_directory = False
-        st.cache_resource.clear()
-        st.cache_data.clear()
-        at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
-        at.run()
-        at.switch_page("pages/monitoring.py")
-        at.run()
-        runtime.monitoring().prober.wait_for_round(FLEET, timeout_s=30)
-        figures = []
-        for kiosk in (False, True):
-            if kiosk:
-                at.query_params["kiosk"] = "1"
-            times = []
-            for _ in range(3):
-                started = time.perf_counter()
-                at.run()
-                times.append(time.perf_counter() - started)
-            assert not at.exception, at.exception
-            worst = max(times)
-            figures.append(f"{'wall screen (whole page)' if kiosk else 'operator page'} {worst:.2f} s "
-                           f"(ratio to 2 s: {worst / 2.0:.2f})")
-        tiles = sum(h.value.count('class="wall-tile ') for h in at.html)
-        figures.append(f"wall tiles drawn: {tiles}")
-        return "; ".join(figures) + "\n" + _wall_refresh()
-    finally:
-        st.cache_resource.clear()
-        os.chdir(cwd)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with scoped_env(**{**env, "DASHBOARD_PROBE_INTERVAL": "30"}):
+        cwd = os.getcwd()
+        os.chdir(root)
+        try:
+            st.cache_resource.clear()
+            st.cache_data.clear()
+            at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+            at.run()
+            at.switch_page("pages/monitoring.py")
+            at.run()
+            runtime.monitoring().prober.wait_for_round(FLEET, timeout_s=30)
+            figures = []
+            for kiosk in (False, True):
+                if kiosk:
+                    at.query_params["kiosk"] = "1"
+                times = []
+                for _ in range(3):
+                    started = time.perf_counter()
+                    at.run()
+                    times.append(time.perf_counter() - started)
+                assert not at.exception, at.exception
+                worst = max(times)
+                figures.append(f"{'wall screen (whole page)' if kiosk else 'operator page'} {worst:.2f} s "
+                               f"(ratio to 2 s: {worst / 2.0:.2f})")
+            tiles = sum(h.value.count('class="wall-tile ') for h in at.html)
+            figures.append(f"wall tiles drawn: {tiles}")
+            return "; ".join(figures) + "\n" + _wall_refresh()
+        finally:
+            st.cache_resource.clear()
+            os.chdir(cwd)
 
 
 def _wall_refresh(repeats: int = 9) -> str:
