@@ -102,9 +102,11 @@
     queued = true;
     requestAnimationFrame(() => { queued = false; fit(); });
   };
-  // Redraws replace the answer boxes: fit them at once, before the browser paints (the observer runs before it),
-  // so a box never shows unbounded for a frame. Style changes are not observed, so fitting does not loop.
-  new MutationObserver(fit).observe(document.body, { childList: true, subtree: true, characterData: true });
+  // Redraws replace the answer boxes: fit them in the animation-frame callback, which runs before the browser
+  // paints that frame, so a box never shows unbounded; once per frame, not once per mutation (a round's first
+  // frame is hundreds of mutations, and fitting on each one held the other columns' first words back by about
+  // 150 ms in bench_compare). Style changes are not observed, so fitting does not loop.
+  new MutationObserver(soon).observe(document.body, { childList: true, subtree: true, characterData: true });
   window.addEventListener("resize", soon);
   setInterval(soon, 500);
 })();
