@@ -104,8 +104,8 @@
   };
   // Redraws replace the answer boxes: fit them in the animation-frame callback, which runs before the browser
   // paints that frame, so a box never shows unbounded; once per frame, not once per mutation (a round's first
-  // frame is hundreds of mutations, and fitting on each one held the other columns' first words back by about
-  // 150 ms in bench_compare). Style changes are not observed, so fitting does not loop.
+  // frame is hundreds of mutations, each fit forcing layout). Style changes are not observed, so fitting does
+  // not loop.
   new MutationObserver(soon).observe(document.body, { childList: true, subtree: true, characterData: true });
   window.addEventListener("resize", soon);
   setInterval(soon, 500);
